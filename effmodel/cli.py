@@ -1,0 +1,83 @@
+"""The ``effmodel`` command line (Typer).
+
+Commands live in :mod:`effmodel.commands`, one module each, and are attached
+here.  Nothing in this module imports TensorFlow or torch: ``effmodel --help``
+and ``effmodel plugins`` must stay fast.  User errors
+(:class:`effmodel.errors.EffmodelError`) end in one line on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .commands import info, pipeline_commands
+
+app = typer.Typer(
+    name="effmodel",
+    help="When is a converted spiking network cheaper than the ANN it came from? "
+    "Train, convert, simulate, count operations, compare costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("plugins")(info.plugins_command)
+app.command("architectures")(info.architectures_command)
+app.command("cost-models")(info.cost_models_command)
+app.command("train")(pipeline_commands.train_command)
+app.command("run")(pipeline_commands.run_command)
+
+
+def _attach_optional() -> None:
+    """Commands contributed by modules that may not exist yet in a checkout."""
+    import importlib
+
+    for module, name, func in (
+        ("effmodel.commands.report", "report", "report_command"),
+        ("effmodel.commands.sweep", "sweep", "sweep_command"),
+        ("effmodel.commands.export", "export", "export_command"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        app.command(name)(getattr(mod, func))
+
+
+_attach_optional()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning user errors into one line."""
+    from .errors import EffmodelError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except EffmodelError as exc:
+        print(f"effmodel: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Abort:
+        print("effmodel: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("effmodel: interrupted; results already stored are complete", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.ClickException):
+            print(f"effmodel: error: {exc.format_message()}", file=sys.stderr)
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Commands that describe what is installed: plugins, architectures, cost models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import plugins
+
+
+def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List loaded plugins with their distribution, version and hooks."""
+    infos = plugins.plugin_infos()
+    if as_json:
+        typer.echo(json.dumps([asdict(i) | {"hooks": list(i.hooks)} for i in infos], indent=2))
+        return
+    for i in infos:
+        typer.echo(f"{i.name:<12} {i.distribution} {i.version}  hooks: {', '.join(i.hooks)}")
+
+
+def architecture_row(spec) -> dict:
+    """The summary of one architecture that ``architectures --json`` prints."""
+    from ..counting import count_network
+
+    c = count_network(spec)
+    return {
+        "name": spec.name,
+        "dataset": spec.dataset,
+        "depth": spec.depth,
+        "conv_layers": spec.conv_layers,
+        "dense_layers": spec.dense_layers,
+        "params": c.params,
+        "macs": c.macs,
+        "synapses": c.synapses,
+        "flops_exact": c.flops_exact,
+        "flops_snntoolbox": c.flops_snntoolbox,
+        "neurons": c.neurons,
+        "spiking_neurons": c.spiking_neurons,
+        "epochs": spec.epochs,
+        "source": spec.source,
+    }
+
+
+def architectures_command(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Describe an architecture from a TOML/JSON spec file instead."),
+    layers: bool = typer.Option(False, "--layers", help="Include the per-layer counts."),
+) -> None:
+    """List registered architectures with depth, parameters, MACs and neurons."""
+    from ..counting import count_network
+    from ..specs import load_spec_file
+
+    specs = [load_spec_file(spec_file)] if spec_file else list(plugins.get_architectures().values())
+    rows = []
+    for spec in specs:
+        row = architecture_row(spec)
+        if layers:
+            row["layers"] = [asdict(l) for l in count_network(spec).layers]
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'name':<14}{'dataset':<9}{'depth':>6}{'conv':>5}{'dense':>6}{'params':>12}{'MACs':>14}{'neurons':>10}")
+    for r in rows:
+        typer.echo(f"{r['name']:<14}{r['dataset']:<9}{r['depth']:>6}{r['conv_layers']:>5}{r['dense_layers']:>6}"
+                   f"{r['params']:>12,}{r['macs']:>14,}{r['neurons']:>10,}")
+
+
+def cost_models_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List cost models with their per-operation costs and citations."""
+    models = plugins.get_cost_models()
+    if as_json:
+        typer.echo(json.dumps([asdict(m) | {"mac_to_synop": m.mac_to_synop} for m in models.values()], indent=2))
+        return
+    for m in models.values():
+        typer.echo(f"{m.name:<24} MAC {m.mac:g} / SynOp {m.synop:g} {m.unit} (x{m.mac_to_synop:.1f})  {m.citation}")

@@ -1,0 +1,1 @@
+"""``effmodel train`` and ``effmodel run``."""

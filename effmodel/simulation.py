@@ -1,0 +1,293 @@
+"""The simulator interface and the core loop that streams test images through it.
+
+A simulator plugin registers an object with ``name``, ``description`` and
+``open(network, config) -> session``; the session's ``run_batch(x, y)``
+simulates one batch for ``config.duration`` steps and returns a
+:class:`BatchResult`.  The core (:func:`simulate`) feeds batches, merges
+results and owns progress reporting, so memory is bounded by the batch size,
+never by the number of test images.
+
+Both simulators receive the *same* :class:`ConvertedNetwork`: the trained
+weights and the data-based normalisation computed once by the core
+(:mod:`effmodel.normalisation`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+
+import numpy as np
+
+from .errors import UsageError
+from .specs import ArchitectureSpec
+
+
+@dataclass(frozen=True)
+class NormalisationSettings:
+    """Data-based weight normalisation (Rueckauer et al. 2017).
+
+    ``percentile``: activation percentile that maps to the firing threshold
+    (99.9 as the report says; its published configs used 99.0).
+    ``num_images``: how many training images estimate the activations.
+    ``max2avg_pool``: replace max pooling by average pooling before conversion.
+    ``online``: snntoolbox's online normalisation (INIsim only; see its docs).
+    """
+
+    percentile: float = 99.9
+    num_images: int = 2000
+    max2avg_pool: bool = False
+    online: bool = False
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """Weights of one conv/dense layer, Keras layout (kernel HWIO or IO)."""
+
+    kernel: np.ndarray
+    bias: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ConvertedNetwork:
+    """A trained network ready for conversion, shared by every simulator.
+
+    ``weights``: trained weights per conv/dense layer name.
+    ``normalised_weights``: the same after data-based normalisation, so that
+    the ``percentile`` activation of each layer maps to threshold 1.
+    ``scale_factors``: the per-layer activation scale (lambda) used.
+    ``model_path``: the trained Keras ``.h5`` file, for simulators that parse
+    Keras models themselves (snntoolbox).
+    ``norm_images``: the images the normalisation was computed on (NHWC, [0,1]).
+    """
+
+    spec: ArchitectureSpec
+    weights: Mapping[str, LayerWeights]
+    normalised_weights: Mapping[str, LayerWeights]
+    scale_factors: Mapping[str, float]
+    normalisation: NormalisationSettings
+    model_path: Path | None = None
+    norm_images: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def simulated_spec(self) -> ArchitectureSpec:
+        """The spec that is simulated (max pooling swapped if asked)."""
+        return self.spec.with_avg_pooling() if self.normalisation.max2avg_pool else self.spec
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How to simulate: duration in steps, batch size, input coding, etc.
+
+    ``workdir`` is a fresh, empty directory owned by this run (simulators
+    must not share state between runs).  ``options`` carries
+    simulator-specific settings (documented by each plugin).
+    """
+
+    duration: int
+    batch_size: int = 50
+    input_encoding: str = "analog"  # or "poisson"
+    seed: int = 0
+    workdir: Path | None = None
+    record_spiketrains: bool = False  # keep per-neuron spike counts of the first batch (tests)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if int(self.duration) <= 0:
+            raise UsageError(f"duration must be a positive number of time steps, got {self.duration}")
+        if int(self.batch_size) <= 0:
+            raise UsageError(f"batch size must be positive, got {self.batch_size}")
+        if self.input_encoding not in ("analog", "poisson"):
+            raise UsageError(f"input encoding must be 'analog' or 'poisson', got {self.input_encoding!r}")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one simulated batch produced.
+
+    ``correct_t``: shape (T,), images classified correctly at each step.
+    ``synops_t``: per spiking layer name, shape (T,), exact SynOps caused by
+    that layer's spikes at each step (not cumulative), summed over the batch.
+    ``spikes_t``: per spiking layer name, shape (T,), spikes emitted.
+    ``predictions``: shape (B,), the class predicted at the last step.
+    ``spike_counts``: optional per layer name, per-neuron spike totals over
+    the run, shape (B, *layer_shape); only when ``record_spiketrains``.
+    ``extra``: simulator-specific figures (e.g. snntoolbox's own counts).
+    """
+
+    correct_t: np.ndarray
+    synops_t: Mapping[str, np.ndarray]
+    spikes_t: Mapping[str, np.ndarray]
+    predictions: np.ndarray
+    spike_counts: Mapping[str, np.ndarray] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """The merged result of a whole simulation run."""
+
+    simulator: str
+    model: str
+    duration: int
+    num_images: int
+    correct_t: np.ndarray  # (T,)
+    synops_t: Mapping[str, np.ndarray]  # layer -> (T,) per step
+    spikes_t: Mapping[str, np.ndarray]  # layer -> (T,) per step
+    predictions: np.ndarray  # (N,)
+    labels: np.ndarray  # (N,)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    first_batch_spike_counts: Mapping[str, np.ndarray] | None = None
+
+    @property
+    def error_t(self) -> np.ndarray:
+        """Top-1 error at each step, in [0, 1]."""
+        return 1.0 - self.correct_t / max(self.num_images, 1)
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy at the last step."""
+        return float(self.correct_t[-1] / max(self.num_images, 1))
+
+    @property
+    def synops_per_step(self) -> np.ndarray:
+        """Total SynOps over all layers at each step, summed over images."""
+        return np.sum([v for v in self.synops_t.values()], axis=0).astype(np.int64)
+
+    @property
+    def synops_cumulative(self) -> np.ndarray:
+        """Cumulative SynOps per image (mean over images) after each step."""
+        return np.cumsum(self.synops_per_step) / max(self.num_images, 1)
+
+    @property
+    def synops_total(self) -> float:
+        """SynOps per image over the whole run."""
+        return float(self.synops_cumulative[-1])
+
+
+class SimulationSession(Protocol):
+    def run_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+
+class Simulator(Protocol):
+    """What a simulator plugin registers."""
+
+    name: str
+    description: str
+
+    def open(self, network: ConvertedNetwork, config: SimulationConfig) -> SimulationSession: ...
+
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+def simulate(
+    simulator: Simulator,
+    network: ConvertedNetwork,
+    batches: Iterable[Batch],
+    config: SimulationConfig,
+    progress: Callable[[int], None] | None = None,
+) -> SimulationResult:
+    """Stream ``batches`` (NHWC float images in [0, 1], int labels) through
+    ``simulator`` and merge the per-batch results.
+
+    :raises UsageError: if ``batches`` yields no image.
+    """
+    session = simulator.open(network, config)
+    correct = np.zeros(config.duration, dtype=np.int64)
+    synops: dict[str, np.ndarray] = {}
+    spikes: dict[str, np.ndarray] = {}
+    preds: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    extras: list[Mapping[str, Any]] = []
+    first_counts = None
+    n = 0
+    started = time.perf_counter()
+    try:
+        for x, y in batches:
+            if len(x) == 0:
+                continue
+            r = session.run_batch(x, y)
+            _check_batch(r, config.duration, len(x), simulator.name)
+            correct += r.correct_t
+            for key, v in r.synops_t.items():
+                synops[key] = synops.get(key, 0) + np.asarray(v, dtype=np.int64)
+            for key, v in r.spikes_t.items():
+                spikes[key] = spikes.get(key, 0) + np.asarray(v, dtype=np.int64)
+            if first_counts is None and r.spike_counts is not None:
+                first_counts = dict(r.spike_counts)
+            preds.append(np.asarray(r.predictions))
+            labels.append(np.asarray(y))
+            extras.append(r.extra)
+            n += len(x)
+            if progress is not None:
+                progress(len(x))
+    finally:
+        session.close()
+    if n == 0:
+        raise UsageError("the test set is empty: nothing to simulate")
+    wall = time.perf_counter() - started
+    metadata = {
+        "wall_seconds": wall,
+        "images_x_steps_per_second": n * config.duration / wall if wall > 0 else float("nan"),
+        "batch_size": config.batch_size,
+        "input_encoding": config.input_encoding,
+        "seed": config.seed,
+        "batches": len(preds),
+        "extra": _merge_extras(extras),
+    }
+    return SimulationResult(
+        simulator=simulator.name,
+        model=network.spec.name,
+        duration=config.duration,
+        num_images=n,
+        correct_t=correct,
+        synops_t=synops,
+        spikes_t=spikes,
+        predictions=np.concatenate(preds),
+        labels=np.concatenate(labels),
+        metadata=metadata,
+        first_batch_spike_counts=first_counts,
+    )
+
+
+def _check_batch(r: BatchResult, duration: int, size: int, name: str) -> None:
+    from .errors import SimulationError
+
+    if np.shape(r.correct_t) != (duration,):
+        raise SimulationError(f"simulator {name!r} returned correct_t of shape {np.shape(r.correct_t)}, expected ({duration},)")
+    if len(r.predictions) != size:
+        raise SimulationError(f"simulator {name!r} returned {len(r.predictions)} predictions for {size} images")
+    for key, v in r.synops_t.items():
+        if np.shape(v) != (duration,):
+            raise SimulationError(f"simulator {name!r}: synops_t[{key!r}] has shape {np.shape(v)}")
+
+
+def _merge_extras(extras: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sum numeric extras across batches; keep the first value of others."""
+    merged: dict[str, Any] = {}
+    for e in extras:
+        for k, v in e.items():
+            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+                merged[k] = merged.get(k, 0) + v
+            elif isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.number):
+                merged[k] = merged.get(k, 0) + v
+            else:
+                merged.setdefault(k, v)
+    return merged
+
+
+def iter_limited(batches: Iterable[Batch], limit: int | None) -> Iterator[Batch]:
+    """Yield batches until ``limit`` images have been produced."""
+    left = limit
+    for x, y in batches:
+        if left is not None:
+            if left <= 0:
+                return
+            x, y = x[:left], y[:left]
+            left -= len(x)
+        yield x, y
