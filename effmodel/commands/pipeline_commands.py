@@ -1,1 +1,173 @@
-"""``effmodel train`` and ``effmodel run``."""
+"""``effmodel train`` and ``effmodel run``: the report's pipeline from the command line."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import UsageError
+
+DATA_DIR_HELP = "Folder holding mnist/ and cifar10/ (default: $EFFMODEL_DATA_DIR, else the Keras download)."
+
+
+def _split(value: Optional[str]) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError("an empty list was given")
+    return items
+
+
+def train_command(
+    models: Optional[str] = typer.Option(None, "--models", "--model", help="Comma-separated architecture names (default: all)."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated datasets: mnist,cifar10."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the report's, per architecture)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    max_train_images: Optional[int] = typer.Option(None, help="Use only the first N training images."),
+    early_stopping: Optional[int] = typer.Option(None, help="Stop after N epochs without val_loss improvement."),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
+    cache_dir: Optional[Path] = typer.Option(None, help="Trained-model cache (default: $EFFMODEL_CACHE_DIR or ~/.cache/effmodel)."),
+) -> None:
+    """Train architectures (or reuse the cache) and print their test accuracy."""
+    from ..pipeline import RunSettings, select_specs, train_spec
+
+    settings = RunSettings(data_dir=data_dir, cache_dir=cache_dir, epochs=epochs, seed=seed,
+                           max_train_images=max_train_images, early_stopping=early_stopping)
+    for spec in select_specs(_split(models), _split(datasets)):
+        trained = train_spec(spec, settings)
+        state = "cache hit" if trained.cache_hit else "trained"
+        typer.echo(f"{spec.name:<14} {state:<9} test accuracy {trained.test_accuracy:.4f}  {trained.path}")
+
+
+def run_command(
+    simulator: str = typer.Option("inisim", help="Simulator plugin (see `effmodel plugins`)."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated architecture names (default: all)."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated datasets: mnist,cifar10."),
+    model_file: Optional[Path] = typer.Option(None, "--model-file", help="A trained Keras model (.h5/.keras) instead of registered architectures."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of --model-file (default: inferred from its input shape)."),
+    num_test: Optional[int] = typer.Option(None, help="Test images to simulate (default: the whole test set)."),
+    duration: Optional[int] = typer.Option(None, help="Time steps T (default: 100 MNIST, 150 CIFAR-10, as the report)."),
+    batch_size: int = typer.Option(50, help="Images simulated at once (bounds memory)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the report's)."),
+    seed: int = typer.Option(0, help="Random seed (training, Poisson input)."),
+    max_train_images: Optional[int] = typer.Option(None, help="Train on the first N training images only."),
+    percentile: float = typer.Option(99.9, help="Activation percentile for weight normalisation."),
+    norm_images: int = typer.Option(2000, help="Training images used for normalisation (the first N)."),
+    max2avg_pool: bool = typer.Option(False, "--max2avg-pool", help="Replace max pooling by average pooling."),
+    normalisation: str = typer.Option("effmodel", help="INIsim only: effmodel (shared), snntoolbox or online."),
+    poisson: bool = typer.Option(False, "--poisson", help="Poisson spike input instead of analog input."),
+    cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor (see `effmodel cost-models`)."),
+    tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
+    output: Path = typer.Option(Path("out"), "--output", "-o", help="Output directory (results.csv, timesteps.csv, effmodel.sqlite)."),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
+    cache_dir: Optional[Path] = typer.Option(None, help="Trained-model cache."),
+    option: list[str] = typer.Option([], "--option", help="Simulator option KEY=VALUE (repeatable)."),
+) -> None:
+    """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison."""
+    from ..pipeline import RunSettings, run_item, select_specs
+    from ..simulation import NormalisationSettings
+    from ..store import Store
+
+    opts = _parse_options(option)
+    if normalisation != "effmodel":
+        opts["normalisation"] = normalisation
+    settings = RunSettings(
+        simulator=simulator, output=output, data_dir=data_dir, cache_dir=cache_dir, num_test=num_test,
+        duration=duration, batch_size=batch_size, epochs=epochs, seed=seed, max_train_images=max_train_images,
+        normalisation=NormalisationSettings(percentile=percentile, num_images=norm_images, max2avg_pool=max2avg_pool,
+                                            online=normalisation == "online"),
+        input_encoding="poisson" if poisson else "analog", cost_model=cost_model, threshold_tolerance=tolerance,
+        simulator_options=opts,
+    )
+    # Validate names before any expensive work.
+    from .. import plugins
+
+    plugins.lookup("simulator", plugins.get_simulators(), simulator)
+    plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
+    items = _items(model_file, dataset, models, datasets, settings)
+    with Store(output) as store:
+        run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {"settings": asdict(settings), "models": [s.name for s, _ in items]})
+        status = "failed"
+        try:
+            for spec, network in items:
+                run_item(spec, settings, store, run_id, family="byo" if network is not None else "reference",
+                         progress=_progress, network=network)
+                print(file=sys.stderr)
+            status = "complete"
+        finally:
+            store.finish_run(run_id, status)
+            results, _ = store.export_csv(run_id)
+        typer.echo(f"results: {results} (run {run_id}); store: {store.path}")
+        print_table2(store.results(run_id))
+
+
+def _items(model_file, dataset, models, datasets, settings):
+    """(spec, converted network or None) for each item of the run."""
+    from ..pipeline import select_specs
+
+    if model_file is None:
+        return [(spec, None) for spec in select_specs(_split(models), _split(datasets))]
+    if models:
+        raise UsageError("--model-file and --models cannot be combined")
+    from ..pipeline import converted_from_file
+
+    spec, network = converted_from_file(model_file, dataset, settings)
+    return [(spec, network)]
+
+
+def _parse_options(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise UsageError(f"--option expects KEY=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        low = v.lower()
+        out[k.strip()] = True if low == "true" else False if low == "false" else _number(v)
+    return out
+
+
+def _number(v: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _progress(name: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    print(f"\r{name}: simulating [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
+          end="", file=sys.stderr, flush=True)
+
+
+def print_table2(rows: list[dict]) -> None:
+    """Our results beside the report's Table 2 where it has the model."""
+    from ..paths import reference_data_dir
+
+    paper = {}
+    path = reference_data_dir() / "table2.csv"
+    if path.is_file():
+        with open(path) as f:
+            paper = {r["model"]: r for r in csv.DictReader(f)}
+    head = (f"{'model':<12}{'sim':<8}{'ANN acc':>9}{'paper':>7}{'MFLOPs':>9}{'paper':>7}{'Total-C':>9}{'paper':>8}"
+            f"{'SNN acc':>9}{'paper':>7}{'SO-C(M)':>9}{'paper':>11}{'factor':>8}{'paper':>7}")
+    typer.echo(head)
+    for r in rows:
+        p = paper.get(r["model"], {})
+        so = f"{p['so_costs_m_low']}-{p['so_costs_m_high']}" if p else "-"
+        typer.echo(
+            f"{r['model']:<12}{r['simulator']:<8}{100 * r['ann_accuracy']:>9.2f}{p.get('ann_acc_pct', '-'):>7}"
+            f"{r['ann_flops'] / 1e6:>9.2f}{p.get('ann_mflops', '-'):>7}{r['total_costs'] / 1e6:>9.3f}{p.get('total_costs_m', '-'):>8}"
+            f"{100 * r['snn_accuracy']:>9.2f}{p.get('snn_acc_pct', '-'):>7}{r['synops_at_threshold'] / 1e6:>9.3f}{so:>11}"
+            f"{r['factor']:>8.2f}{p.get('factor', '-'):>7}"
+        )
+    if rows and rows[0]["cost_model"] != "report-14x":
+        typer.echo(f"(costs in cost model {rows[0]['cost_model']}; the paper's columns use report-14x)")

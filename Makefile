@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    create .venv (pinned versions), then run the main job
+#   make test   create .venv, then run the whole test suite
+# Data: MNIST and CIFAR-10 are read from DATA_DIR (default ../shared/data).
+
+PYTHON   ?= python3.11
+VENV     := .venv
+BIN      := $(VENV)/bin
+DATA_DIR ?= $(abspath ../shared/data)
+OUT      ?= out/reference
+# The main job: the eight reference CNNs through INIsim, sized for a 2-core
+# machine (see README "The main job"); override RUN_ARGS for the full-size run.
+RUN_ARGS ?= --simulator inisim --num-test 500 --epochs 5 --batch-size 50
+PLUGINS  := plugins/effmodel-reference plugins/effmodel-costs plugins/effmodel-inisim plugins/effmodel-norse plugins/effmodel-example
+
+export EFFMODEL_DATA_DIR ?= $(DATA_DIR)
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup run test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned, so that pip never picks a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	# Norse's own metadata would pull torchvision; its simulator needs only torch.
+	$(BIN)/pip install -q --no-deps norse==1.1.0 nir==1.0.8 nirtorch==2.6
+	$(BIN)/pip install -q --no-deps -e . $(addprefix -e ,$(PLUGINS))
+	touch $@
+
+run: setup
+	$(BIN)/effmodel run $(RUN_ARGS) --data-dir $(DATA_DIR) --output $(OUT)
+	$(BIN)/effmodel report --input $(OUT) --format html,md --output $(OUT)/report
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

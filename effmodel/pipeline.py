@@ -1,0 +1,340 @@
+"""The pipeline: train (or reuse) -> evaluate -> normalise/convert -> simulate
+-> count -> cost -> store, for one item (an architecture on its dataset).
+
+``effmodel run`` and ``effmodel sweep`` both call :func:`run_item`.  Each
+item's result is written to the store in one transaction after everything
+for it has been computed, so an interruption loses at most the item in
+progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import plugins
+from .costs import CostModel
+from .counting import count_network, spiking_layer_indices
+from .datasets import Arrays, iter_batches, resolve_data_dir, to_float
+from .errors import DataError, UsageError
+from .simulation import ConvertedNetwork, NormalisationSettings, SimulationConfig, SimulationResult, simulate
+from .specs import ArchitectureSpec
+from .threshold import DEFAULT_TOLERANCE, synops_at_step, threshold_step
+
+DEFAULT_DURATION = {"mnist": 100, "cifar10": 150}  # the report's simulation lengths
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs besides the architecture."""
+
+    simulator: str = "inisim"
+    output: Path = Path("out")
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    num_test: int | None = None  # None = the whole test set
+    duration: int | None = None  # None = DEFAULT_DURATION[dataset]
+    batch_size: int = 50
+    epochs: int | None = None  # None = the spec's (the report's) epochs
+    seed: int = 0
+    max_train_images: int | None = None
+    early_stopping: int | None = None
+    normalisation: NormalisationSettings = field(default_factory=NormalisationSettings)
+    input_encoding: str = "analog"
+    cost_model: str = "report-14x"
+    threshold_tolerance: float = DEFAULT_TOLERANCE
+    simulator_options: Mapping[str, Any] = field(default_factory=dict)
+    record_layers: bool = True  # per-layer activation/spike-rate correlation (first batch)
+
+    def __post_init__(self) -> None:
+        if self.num_test is not None and self.num_test <= 0:
+            raise UsageError(f"--num-test must be positive, got {self.num_test} (the test set would be empty)")
+        if self.duration is not None and self.duration <= 0:
+            raise UsageError(f"--duration must be a positive number of time steps, got {self.duration}")
+        if self.batch_size <= 0:
+            raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.threshold_tolerance < 0:
+            raise UsageError(f"--tolerance must be >= 0, got {self.threshold_tolerance}")
+
+    def duration_for(self, dataset: str) -> int:
+        return self.duration or DEFAULT_DURATION.get(dataset, 100)
+
+
+def item_key(spec: ArchitectureSpec, settings: RunSettings) -> str:
+    """Identity of one result: the network, dataset and every setting that
+    changes the numbers (used by sweeps to skip finished items)."""
+    s = asdict(settings)
+    for k in ("output", "data_dir", "cache_dir", "record_layers"):
+        s.pop(k)
+    s["epochs"] = settings.epochs or spec.epochs
+    s["duration"] = settings.duration_for(spec.dataset)
+    blob = json.dumps({"spec": spec.content_hash(), "dataset": spec.dataset, "settings": s}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+# --- pieces -----------------------------------------------------------------------
+
+
+def dataset_arrays(name: str, data_dir: Path | str | None) -> tuple[Any, Arrays]:
+    """The registered dataset ``name`` and its arrays."""
+    ds = plugins.lookup("dataset", plugins.get_datasets(), name)
+    return ds, ds.load(resolve_data_dir(data_dir))
+
+
+def training_settings(spec: ArchitectureSpec, settings: RunSettings):
+    from .training import TrainingSettings
+
+    return TrainingSettings(
+        epochs=settings.epochs or spec.epochs,
+        seed=settings.seed,
+        max_train_images=settings.max_train_images,
+        early_stopping=settings.early_stopping,
+    )
+
+
+def train_spec(spec: ArchitectureSpec, settings: RunSettings, arrays: Arrays | None = None, verbose: int | None = None):
+    """Train ``spec`` on its dataset or reuse the cache."""
+    from .paths import cache_dir
+    from .training import train
+
+    ds, arr = dataset_arrays(spec.dataset, settings.data_dir) if arrays is None else (
+        plugins.lookup("dataset", plugins.get_datasets(), spec.dataset), arrays)
+    return train(spec, arr, ds.validation_fraction, training_settings(spec, settings), cache_dir(settings.cache_dir), verbose=verbose)
+
+
+def converted_network(
+    model_name: str,
+    data_dir: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    normalisation: NormalisationSettings | None = None,
+    max_train_images: int | None = None,
+) -> ConvertedNetwork:
+    """The converted network of a registered architecture (training it if
+    the cache has no model yet)."""
+    from .conversion import convert_trained
+
+    spec = plugins.lookup("architecture", plugins.get_architectures(), model_name)
+    settings = RunSettings(data_dir=Path(data_dir) if data_dir else None, cache_dir=Path(cache_dir) if cache_dir else None,
+                           epochs=epochs, seed=seed, max_train_images=max_train_images,
+                           normalisation=normalisation or NormalisationSettings())
+    _, arrays = dataset_arrays(spec.dataset, settings.data_dir)
+    trained = train_spec(spec, settings, arrays)
+    return convert_trained(spec, trained.path, arrays, settings.normalisation)
+
+
+def _fresh_workdir(output: Path, run_id: str, spec: ArchitectureSpec, simulator: str) -> Path:
+    d = output / "work" / run_id / f"{spec.name}-{simulator}"
+    if d.exists():
+        shutil.rmtree(d)
+    return d
+
+
+def _layer_rows(network: ConvertedNetwork, result: SimulationResult, images: np.ndarray | None) -> list[dict[str, Any]]:
+    """Per spiking layer: spikes, SynOps, mean rate and the correlation of
+    spike rates with the normalised ANN activations (first batch)."""
+    from .forward import iter_layers
+
+    spec = network.simulated_spec
+    counts = count_network(spec)
+    acts: dict[str, np.ndarray] = {}
+    if images is not None and result.first_batch_spike_counts:
+        for _, layer, out in iter_layers(spec, network.normalised_weights, images):
+            acts[layer.name] = out
+    rows = []
+    for i in spiking_layer_indices(spec):
+        layer = spec.layers[i]
+        neurons = counts.layers[i].neurons
+        spikes = int(np.sum(result.spikes_t.get(layer.name, 0)))
+        corr = None
+        sc = (result.first_batch_spike_counts or {}).get(layer.name)
+        if sc is not None and layer.name in acts:
+            rate = np.asarray(sc, dtype=float).reshape(-1) / result.duration
+            act = np.clip(acts[layer.name].reshape(-1), 0, None)[: rate.size]
+            if rate.size == act.size and rate.std() > 0 and act.std() > 0:
+                corr = float(np.corrcoef(rate, act)[0, 1])
+        rows.append({
+            "layer": layer.name, "type": layer.type, "neurons": neurons, "spikes": spikes,
+            "synops": int(np.sum(result.synops_t.get(layer.name, 0))),
+            "spike_rate": spikes / max(neurons * result.duration * result.num_images, 1),
+            "rate_act_corr": corr,
+        })
+    return rows
+
+
+def result_row(
+    spec: ArchitectureSpec,
+    settings: RunSettings,
+    network: ConvertedNetwork,
+    result: SimulationResult,
+    ann_accuracy: float,
+    cost_model: CostModel,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The results.csv row of one simulated item."""
+    counts = count_network(spec)
+    sim_counts = count_network(network.simulated_spec)
+    step = threshold_step(result.error_t, settings.threshold_tolerance)
+    cumulative = result.synops_cumulative
+    so = synops_at_step(cumulative, step)
+    neuron_updates = sim_counts.spiking_neurons * result.duration
+    snn_cost = cost_model.snn_cost(so, sim_counts.spiking_neurons * step)
+    ann_cost = cost_model.ann_cost(counts)
+    total_spikes = sum(int(np.sum(v)) for v in result.spikes_t.values())
+    sim_extra = dict(result.metadata.get("extra", {}))
+    ann_ops_sim = sim_extra.get("snntoolbox_ann_ops")
+    return {
+        "item_key": item_key(spec, settings),
+        "model": spec.name,
+        "dataset": spec.dataset,
+        "simulator": result.simulator,
+        "cost_model": cost_model.name,
+        "seed": settings.seed,
+        "epochs": settings.epochs or spec.epochs,
+        "depth": spec.depth,
+        "conv_layers": spec.conv_layers,
+        "dense_layers": spec.dense_layers,
+        "params": counts.params,
+        "neurons": counts.neurons,
+        "ann_accuracy": ann_accuracy,
+        "ann_macs": counts.macs,
+        "ann_synapses": counts.synapses,
+        "ann_flops": counts.flops_exact,
+        "ann_flops_snntoolbox": counts.flops_snntoolbox,
+        "ann_flops_simulator": int(np.ravel(ann_ops_sim)[0] / max(result.metadata.get("batches", 1), 1)) if ann_ops_sim is not None else None,
+        "snn_accuracy": result.accuracy,
+        "duration": result.duration,
+        "num_test": result.num_images,
+        "batch_size": settings.batch_size,
+        "normalisation_percentile": network.normalisation.percentile,
+        "threshold_tolerance": settings.threshold_tolerance,
+        "threshold_step": step,
+        "synops_at_threshold": so,
+        "synops_total": result.synops_total,
+        "synops_input_layer": float(counts.layers[0].synapses),
+        "neuron_updates_total": float(neuron_updates),
+        "mean_spike_rate": total_spikes / max(sim_counts.spiking_neurons * result.duration * result.num_images, 1),
+        "total_costs": ann_cost,
+        "snn_costs": snn_cost,
+        "factor": ann_cost / snn_cost if snn_cost > 0 else float("inf"),
+        "wall_seconds": result.metadata.get("wall_seconds"),
+        "spec_json": json.dumps(spec.to_dict()),
+        "extra_json": json.dumps(dict(extra) | {"simulator": _jsonable(sim_extra), "sim_meta": _jsonable(
+            {k: v for k, v in result.metadata.items() if k != "extra"})}, default=str),
+    }
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.tolist()
+        elif isinstance(v, np.generic):
+            out[k] = v.item()
+        else:
+            out[k] = v
+    return out
+
+
+def run_item(
+    spec: ArchitectureSpec,
+    settings: RunSettings,
+    store,
+    run_id: str,
+    family: str = "reference",
+    progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    network: ConvertedNetwork | None = None,
+    ann_test_accuracy: float | None = None,
+) -> dict[str, Any]:
+    """Run one architecture through the whole pipeline and store the result.
+
+    :param network: an already converted network (``--model-file``); skips training.
+    :returns: the stored results row.
+    """
+    from .conversion import convert, convert_trained
+    from .training import evaluate, load_model
+
+    say = log or (lambda m: print(m, file=sys.stderr))
+    simulator = plugins.lookup("simulator", plugins.get_simulators(), settings.simulator)
+    cost_model = plugins.lookup("cost model", plugins.get_cost_models(), settings.cost_model)
+    ds, arrays = dataset_arrays(spec.dataset, settings.data_dir)
+    if tuple(arrays.x_test.shape[1:]) != tuple(spec.input_shape):
+        raise DataError(f"{spec.name} expects inputs {tuple(spec.input_shape)} but {spec.dataset} images are {arrays.x_test.shape[1:]}")
+    n_test = len(arrays.x_test) if settings.num_test is None else min(settings.num_test, len(arrays.x_test))
+    extra: dict[str, Any] = {"family": family}
+    if network is None:
+        trained = train_spec(spec, settings, arrays)
+        say(f"{spec.name}: {'cached model' if trained.cache_hit else 'trained'} {trained.key} "
+            f"(test accuracy {trained.test_accuracy:.4f})")
+        network = convert_trained(spec, trained.path, arrays, settings.normalisation)
+        extra |= {"model_key": trained.key, "ann_test_accuracy_full": trained.test_accuracy}
+    model = load_model(network.model_path) if network.model_path else None
+    if model is not None:
+        ann_acc = evaluate(model, arrays.x_test[:n_test], arrays.y_test[:n_test])
+    else:
+        from .forward import predict
+
+        p = predict(spec, network.weights, to_float(arrays.x_test[:n_test]))
+        ann_acc = float((p.argmax(1) == arrays.y_test[:n_test]).mean())
+    if ann_test_accuracy is not None:
+        extra["ann_test_accuracy_full"] = ann_test_accuracy
+    extra["scale_factors"] = dict(network.scale_factors)
+    duration = settings.duration_for(spec.dataset)
+    config = SimulationConfig(
+        duration=duration, batch_size=settings.batch_size, input_encoding=settings.input_encoding, seed=settings.seed,
+        workdir=_fresh_workdir(settings.output, run_id, spec, settings.simulator),
+        record_spiketrains=settings.record_layers, options=dict(settings.simulator_options),
+    )
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(spec.name, done, n_test)
+
+    result = simulate(simulator, network, iter_batches(arrays.x_test, arrays.y_test, settings.batch_size, n_test), config, tick)
+    first_images = to_float(arrays.x_test[: min(settings.batch_size, n_test)]) if settings.record_layers else None
+    layers = _layer_rows(network, result, first_images)
+    row = result_row(spec, settings, network, result, ann_acc, cost_model, extra) | {"run_id": run_id, "family": family}
+    timesteps = [
+        {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,
+         "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])}
+        for t in range(result.duration)
+    ]
+    for r in layers:
+        r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator}
+    store.write_result(row, timesteps, layers)
+    shutil.rmtree(config.workdir, ignore_errors=True) if config.workdir and not settings.simulator_options.get("keep_workdir") else None
+    return row
+
+
+def select_specs(models: list[str] | None, datasets: list[str] | None) -> list[ArchitectureSpec]:
+    """Registered architectures filtered by name and dataset, in registry order."""
+    registry = plugins.get_architectures()
+    if models:
+        specs = [plugins.lookup("architecture", registry, m) for m in models]
+    else:
+        specs = list(registry.values())
+    if datasets:
+        known = set(plugins.get_datasets())
+        for d in datasets:
+            if d not in known:
+                raise UsageError(f"unknown dataset {d!r} (known: {', '.join(sorted(known))})")
+        specs = [s for s in specs if s.dataset in datasets]
+    if not specs:
+        raise UsageError("no architecture matches the given --models/--datasets")
+    return specs
+
+
+def with_overrides(settings: RunSettings, **kw: Any) -> RunSettings:
+    return replace(settings, **kw)
