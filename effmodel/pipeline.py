@@ -338,3 +338,19 @@ def select_specs(models: list[str] | None, datasets: list[str] | None) -> list[A
 
 def with_overrides(settings: RunSettings, **kw: Any) -> RunSettings:
     return replace(settings, **kw)
+
+
+def converted_from_file(path: Path, dataset: str | None, settings: RunSettings) -> tuple[ArchitectureSpec, ConvertedNetwork]:
+    """A user's trained Keras file (``--model-file``) as spec + converted network.
+
+    The normalisation images are the dataset's first ``settings.normalisation.num_images``
+    training images, so the conversion is reproducible.
+    """
+    from .conversion import convert
+    from .model_import import load_model_file
+    from .paths import cache_dir
+
+    imported = load_model_file(path, dataset=dataset, workdir=cache_dir(settings.cache_dir) / "imported")
+    _, arrays = dataset_arrays(imported.spec.dataset, settings.data_dir)
+    network = convert(imported.spec, imported.weights, arrays, settings.normalisation, model_path=imported.model_path)
+    return imported.spec, network

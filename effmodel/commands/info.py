@@ -48,13 +48,22 @@ def architecture_row(spec) -> dict:
 def architectures_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="Describe an architecture from a TOML/JSON spec file instead."),
+    model_file: Optional[Path] = typer.Option(None, "--model-file", help="Describe a trained Keras model file (.h5/.keras) instead."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of --model-file (default: inferred from its input shape)."),
     layers: bool = typer.Option(False, "--layers", help="Include the per-layer counts."),
 ) -> None:
     """List registered architectures with depth, parameters, MACs and neurons."""
     from ..counting import count_network
     from ..specs import load_spec_file
 
-    specs = [load_spec_file(spec_file)] if spec_file else list(plugins.get_architectures().values())
+    if model_file is not None:
+        from ..model_import import load_model_file
+
+        specs = [load_model_file(model_file, dataset=dataset).spec]
+    elif spec_file is not None:
+        specs = [load_spec_file(spec_file)]
+    else:
+        specs = list(plugins.get_architectures().values())
     rows = []
     for spec in specs:
         row = architecture_row(spec)

@@ -85,9 +85,11 @@ def run_command(
         input_encoding="poisson" if poisson else "analog", cost_model=cost_model, threshold_tolerance=tolerance,
         simulator_options=opts,
     )
-    # Validate names before any expensive work.
+    # Validate names and paths before any expensive work or any store write.
     from .. import plugins
+    from ..datasets import resolve_data_dir
 
+    resolve_data_dir(data_dir)
     plugins.lookup("simulator", plugins.get_simulators(), simulator)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     items = _items(model_file, dataset, models, datasets, settings)
