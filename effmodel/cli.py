@@ -67,12 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("effmodel: interrupted; results already stored are complete", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.ClickException):
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # click usage errors (typer bundles its own click)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             print(f"effmodel: error: {exc.format_message()}", file=sys.stderr)
             return exc.exit_code
         raise

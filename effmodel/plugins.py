@@ -118,8 +118,9 @@ def _collect(hook_name: str) -> dict[str, Any]:
     trace = bool(os.environ.get("EFFMODEL_TRACE_HOOKS"))
     found: dict[str, Any] = {}
     hook = getattr(pm.hook, hook_name)
-    # pluggy calls last-registered first; reverse so built-ins (sorted) come first.
-    for impl in reversed(hook.get_hookimpls()):
+    # get_hookimpls() lists plugins in registration order (built-ins, sorted
+    # by entry-point name, then in-process ones): the first name registered wins.
+    for impl in hook.get_hookimpls():
         plugin_name = impl.plugin_name
 
         def register(obj: Any, _plugin: str = plugin_name) -> None:

@@ -146,6 +146,7 @@ class Store:
     def export_csv(self, run_id: str | None = None, directory: str | Path | None = None) -> tuple[Path, Path]:
         """Write ``results.csv`` and ``timesteps.csv`` (atomically) and return their paths."""
         d = Path(directory) if directory else self.directory
+        d.mkdir(parents=True, exist_ok=True)
         res = write_csv(d / "results.csv", RESULT_COLUMNS, self.results(run_id))
         ts = write_csv(d / "timesteps.csv", TIMESTEP_COLUMNS, self.timesteps(run_id))
         write_csv(d / "layers.csv", LAYER_COLUMNS, self.layers(run_id))

@@ -173,6 +173,8 @@ def train(
             "test_accuracy": test_acc, "train_seconds": wall, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if entry.is_dir() and not meta_path.is_file():  # a broken entry from older code or by hand
+            shutil.rmtree(entry, ignore_errors=True)
         try:
             os.replace(tmp, entry)
         except OSError:  # another process finished the same entry first
@@ -180,5 +182,7 @@ def train(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not meta_path.is_file():
+        raise DataError(f"could not write the model cache entry {entry}; remove it and retry")
     meta = json.loads(meta_path.read_text())
     return TrainedModel(spec=spec, path=entry / "model.h5", key=key, metadata=meta, cache_hit=False)
