@@ -306,6 +306,10 @@ def run_item(
     first_images = to_float(arrays.x_test[: min(settings.batch_size, n_test)]) if settings.record_layers else None
     layers = _layer_rows(network, result, first_images)
     row = result_row(spec, settings, network, result, ann_acc, cost_model, extra) | {"run_id": run_id, "family": family}
+    if row["ann_flops_simulator"] is not None and row["ann_flops_simulator"] != row["ann_flops_snntoolbox"]:
+        say(f"{spec.name}: note: {settings.simulator} counts {row['ann_flops_simulator']:,} ANN operations, "
+            f"effmodel's count of the same convention is {row['ann_flops_snntoolbox']:,} "
+            f"(exact: {row['ann_flops']:,})")
     timesteps = [
         {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,
          "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])}
