@@ -1,0 +1,22 @@
+"""``effmodel report``: HTML and Markdown report of an output directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def report_command(
+    input: Path = typer.Option(..., "--input", "-i", help="Output directory of `effmodel run`/`sweep` (effmodel.sqlite or results.csv)."),
+    format: str = typer.Option("html,md", "--format", help="Comma-separated formats: html (self-contained), md (PNG files beside it)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write report.html/report.md (default: the input directory)."),
+) -> None:
+    """Write the report: Table 2 vs the paper, figures, regressions of factor on depth and size, methods."""
+    from ..report import generate
+
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    for path in generate(input, output, formats):
+        if path.suffix in (".html", ".md"):
+            typer.echo(f"wrote {path}")

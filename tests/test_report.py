@@ -1,0 +1,207 @@
+"""The generated report: from a synthetic but schema-valid store to HTML and Markdown,
+checked in headless Chromium (every plot must load)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from effmodel import report, sweep
+from effmodel.counting import count_network
+from effmodel.errors import UsageError
+from effmodel.paths import reference_data_dir
+from effmodel.specs import load_spec_dir
+from effmodel.store import Store
+from effmodel.threshold import synops_at_step, threshold_step
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def _result(spec, family, run_id, seed, rng, simulator="fake"):
+    """One stored item: a row, its per-step series and per-layer rows."""
+    c = count_network(spec)
+    T = 60
+    t = np.arange(1, T + 1)
+    e_final = 0.02 if spec.dataset == "mnist" else 0.35
+    err = e_final + (0.9 - e_final) * np.exp(-t / (1.5 * spec.depth))
+    # log(factor) = 2.5 - 0.6 depth + noise: the SynOps are set to match.
+    total = c.flops_exact / 2 * 14 + c.flops_exact / 2
+    step = threshold_step(err, 0.01)
+    so_target = total / np.exp(2.5 - 0.6 * spec.depth + 0.2 * (np.log(c.params) - 12) + rng.normal(0, 0.25))
+    syn = np.cumsum(np.full(T, so_target / step))
+    so = synops_at_step(syn, step)
+    row = {
+        "run_id": run_id, "item_key": f"{spec.content_hash()}-{seed}-{simulator}", "model": spec.name,
+        "dataset": spec.dataset, "simulator": simulator, "cost_model": "report-14x", "family": family, "seed": seed,
+        "epochs": spec.epochs, "depth": spec.depth, "conv_layers": spec.conv_layers, "dense_layers": spec.dense_layers,
+        "params": c.params, "neurons": c.neurons, "ann_accuracy": 1 - e_final + 0.005, "ann_macs": c.macs,
+        "ann_synapses": c.synapses, "ann_flops": c.flops_exact, "ann_flops_snntoolbox": c.flops_snntoolbox,
+        "ann_flops_simulator": None, "snn_accuracy": 1 - err[-1], "duration": T, "num_test": 100, "batch_size": 50,
+        "normalisation_percentile": 99.9, "threshold_tolerance": 0.01, "threshold_step": step,
+        "synops_at_threshold": so, "synops_total": float(syn[-1]), "synops_input_layer": float(c.layers[0].synapses),
+        "neuron_updates_total": float(c.spiking_neurons * T), "mean_spike_rate": float(rng.uniform(0.02, 0.2)),
+        "total_costs": total, "snn_costs": so, "factor": total / so, "wall_seconds": 1.0,
+        "spec_json": json.dumps(spec.to_dict()), "extra_json": "{}",
+    }
+    ts = [{"run_id": run_id, "model": spec.name, "simulator": simulator, "t": int(k), "error": float(err[k - 1]),
+           "synops_cumulative": float(syn[k - 1])} for k in t]
+    layers = [{"run_id": run_id, "model": spec.name, "simulator": simulator, "layer": l.name, "type": l.type,
+               "neurons": lc.neurons, "spikes": 1000, "synops": 5000, "spike_rate": 0.1,
+               "rate_act_corr": float(0.98 - 0.04 * j)}
+              for j, (l, lc) in enumerate((l, lc) for l, lc in zip(spec.layers, c.layers) if lc.neurons > 0)]
+    return row, ts, layers
+
+
+def build_store(directory: Path, n_sweep: int = 14) -> Path:
+    """A store with the eight reference models and a small sweep (two seeds)."""
+    rng = np.random.default_rng(0)
+    with Store(directory) as store:
+        run = store.start_run("effmodel run --simulator fake --num-test 100", {"settings": {"simulator": "fake"}})
+        for spec in load_spec_dir(reference_data_dir() / "architectures"):
+            store.write_result(*_result(spec, "reference", run, 0, rng))
+        store.finish_run(run)
+        run = store.start_run("effmodel sweep --simulator fake --seeds 0,1", {"settings": {"simulator": "fake"}})
+        for p in sweep.sample(sweep.grid()[0], n_sweep):
+            for seed in (0, 1):
+                spec = replace(p.spec, name=f"{p.spec.name}-s{seed}")
+                store.write_result(*_result(spec, "sweep", run, seed, rng))
+        store.finish_run(run)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    d = build_store(tmp_path_factory.mktemp("store"))
+    out = d / "out"
+    paths = report.generate(d, out)
+    return d, out, paths
+
+
+def test_missing_input_is_a_one_line_usage_error(tmp_path, capsys):
+    from effmodel.cli import main
+
+    with pytest.raises(UsageError, match="input folder not found"):
+        report.generate(tmp_path / "nope")
+    with pytest.raises(UsageError, match="no results"):
+        report.generate(tmp_path)
+    assert main(["report", "--input", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("effmodel: error: input folder not found")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--format"):
+        report.generate(tmp_path, formats=["pdf"])
+
+
+def test_report_contents(generated):
+    d, out, paths = generated
+    assert {p.name for p in paths} >= {"report.html", "report.md"}
+    html = (out / "report.html").read_text()
+    imgs = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', html)
+    assert len(imgs) >= 5  # series (several), correlations, factor plot
+    for b in imgs:
+        assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in html.replace("http://www.w3.org", "") and "<link" not in html  # self-contained
+    for heading in ("Table 2: the report beside ours", "Error and SynOps over time", "Activations vs spike rates",
+                    "Efficiency against depth and size", "Regressions: does depth dominate size?",
+                    "Sensitivity of the verdict", "Why eight networks cannot answer", "Methods: counting conventions",
+                    "Provenance"):
+        assert heading in html, heading
+    # Table 2: every reference model with the paper's numbers and a decomposed explanation.
+    for model in ("SmallCNN1", "DeepCNN2"):
+        assert model in html
+    assert "46.38" in html and "0.1-0.15" in html
+    assert html.count("the gap is the FLOP count") == 8
+    assert "= costs x" in html
+    # Methods copy the code's definitions; provenance shows the commands.
+    assert "flops_snntoolbox" in html and "never again exceeds the final error" in html and "half-flops" in html
+    assert "effmodel sweep --simulator fake --seeds 0,1" in html
+    # The regression and the verdicts.
+    assert "log_factor ~ depth + log_params + C(dataset) + mean_spike_rate" in html
+    assert "log_factor ~ conv_layers + dense_layers + log_params" in html
+    assert "cannot separate" in html  # the report's eight networks
+    assert "Breusch-Pagan" in html and "Cook" in html
+    # Sensitivity: 3 ratios x 2 input conventions x 3 tolerances.
+    sens = html.split("Sensitivity of the verdict")[-1].split("Why eight networks")[0]
+    assert sens.count("<tr>") == 1 + 18
+
+
+def test_markdown_references_existing_pngs(generated):
+    _, out, _ = generated
+    md = (out / "report.md").read_text()
+    refs = re.findall(r"!\[[^\]]*\]\((report_files/[^)]+\.png)\)", md)
+    assert len(refs) >= 5
+    for r in refs:
+        assert (out / r).read_bytes()[:4] == b"\x89PNG"
+    assert "| model | sim | seed |" in md and "## Methods: counting conventions" in md
+
+
+def test_report_from_csv_export(tmp_path):
+    d = build_store(tmp_path / "s", n_sweep=6)
+    with Store(d) as store:
+        store.export_csv()
+    for f in d.glob("effmodel.sqlite*"):
+        f.unlink()
+    paths = report.generate(d, formats=["md"])
+    md = (d / "report.md").read_text()
+    assert [p.name for p in paths if p.suffix == ".md"] == ["report.md"]
+    assert "results.csv" in md and "not recorded here" in md and "SmallCNN1" in md
+
+
+def _chromium_dom(html_path: Path, tmp_path: Path) -> str:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom",
+           html_path.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _body_attrs(dom: str) -> dict[str, str]:
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:500]
+    return dict(re.findall(r'(data-images-[a-z]+)="([^"]*)"', body.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium); CI installs it")
+def test_html_renders_with_every_plot_loaded(generated, tmp_path):
+    _, out, _ = generated
+    html = (out / "report.html").read_text()
+    n = html.count("<img ")
+    attrs = _body_attrs(_chromium_dom(out / "report.html", tmp_path))
+    assert attrs == {"data-images-total": str(n), "data-images-ok": str(n), "data-images-status": "ok"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium); CI installs it")
+def test_browser_check_catches_a_broken_plot(generated, tmp_path):
+    """The in-page check must fail on an image that does not decode."""
+    good = report.Figure("good", generated[0].joinpath("out", "report_files").glob("*.png").__next__().read_bytes(), "ok")
+    bad = report.Figure("bad", b"\x89PNG\r\n\x1a\nnot really a png", "broken")
+    doc = report.Document("t", [report.Section("s", [good, bad])])
+    path = tmp_path / "broken.html"
+    path.write_text(report.render_html(doc))
+    attrs = _body_attrs(_chromium_dom(path, tmp_path))
+    assert attrs == {"data-images-total": "2", "data-images-ok": "1", "data-images-status": "broken"}
+
+
+def test_layers_are_drawn_in_network_order():
+    import pandas as pd
+
+    spec = sweep.build_spec("mnist", "II", 1, 2, 1.0)
+    res = pd.DataFrame([{"run_id": "r", "model": "m", "simulator": "x", "spec_json": json.dumps(spec.to_dict())}])
+    names = [l.name for l in spec.layers if l.type in ("conv2d", "dense", "maxpool")]
+    ly = pd.DataFrame({"run_id": "r", "model": "m", "simulator": "x", "layer": sorted(names)})  # as the store returns them
+    assert sorted(names) != names
+    assert list(report._in_network_order(ly, res)["layer"]) == names

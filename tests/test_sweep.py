@@ -1,0 +1,153 @@
+"""The sweep grid, its sampling, and resuming (with a fake run function, no training)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from effmodel import sweep
+from effmodel.counting import count_network
+from effmodel.errors import SimulationError, UsageError
+from effmodel.pipeline import RunSettings, item_key
+from effmodel.store import Store
+
+NAME = re.compile(r"^sw-(mnist|cifar10)-(I|II)([1-4])-d([1-3])-w(\d+\.\d)$")
+
+
+def test_grid_points_are_valid_and_names_encode_them():
+    points, dropped = sweep.grid()
+    assert len(points) + len(dropped) == 2 * 2 * 4 * 3 * 4
+    for p in points:
+        m = NAME.match(p.spec.name)
+        assert m, p.spec.name
+        ds, bt, nb, nd, w = m.groups()
+        assert (p.dataset, p.bundle_type, p.bundles, p.dense, p.width) == (ds, bt, int(nb), int(nd), float(w))
+        assert p.spec.conv_layers == (2 if bt == "II" else 1) * int(nb)
+        assert p.spec.dense_layers == int(nd)
+        assert p.depth == p.spec.conv_layers + p.spec.dense_layers
+        assert p.params == count_network(p.spec).params
+        assert p.spec.input_shape == sweep.DATASETS[ds]["input_shape"]
+    # Four bundles of 3x3 'valid' conv + 2x2 pooling do not fit 28x28 or 32x32.
+    assert all("4-" in n for n in dropped) and len(dropped) == 2 * 2 * 3 * 4
+    for n in dropped:
+        with pytest.raises(UsageError):
+            sweep.build_spec(*_parse(n))
+
+
+def _parse(name):
+    ds, bt, nb, nd, w = NAME.match(name).groups()
+    return ds, bt, int(nb), int(nd), float(w)
+
+
+def test_grid_reproduces_reference_architectures():
+    # Two type-II bundles at x1 on MNIST are LargeCNN1 (one dense) and DeepCNN1 (three).
+    assert count_network(sweep.build_spec("mnist", "II", 2, 1, 1.0)).params == 68_282
+    assert count_network(sweep.build_spec("mnist", "II", 2, 3, 1.0)).params == 70_410
+    spec = sweep.build_spec("cifar10", "I", 1, 1, 2.0)
+    convs = [l for l in spec.layers if l.type == "conv2d"]
+    assert [c.filters for c in convs] == [64] and spec.layers[-1].units == 10
+    widths = [l.units for l in sweep.build_spec("cifar10", "I", 1, 3, 0.5).layers if l.type == "dense"]
+    assert widths == [128, 64, 32, 10]
+
+
+def test_sample_keeps_depth_and_size_apart_and_is_deterministic():
+    points, _ = sweep.grid()
+    chosen = sweep.sample(points, 24, seed=0)
+    again = sweep.sample(points, 24, seed=0)
+    assert [p.spec.name for p in chosen] == [p.spec.name for p in again]
+    assert len({p.spec.name for p in chosen}) == 24
+    c = sweep.correlations(chosen)
+    assert abs(c["corr_within_dataset"]) <= 0.3
+    assert {p.dataset for p in chosen} == {"mnist", "cifar10"}
+    assert abs(sum(p.dataset == "mnist" for p in chosen) - 12) <= 1
+    # It spreads over depth and size, not just a corner of the grid.
+    assert len({p.depth for p in chosen}) >= 5
+    assert max(p.log_params for p in chosen) - min(p.log_params for p in chosen) > 4
+    assert sweep.sample(points, None) == points
+    with pytest.raises(UsageError):
+        sweep.sample(points, 0)
+
+
+class FakeRun:
+    """Stands in for pipeline.run_item: writes one schema-valid row per item."""
+
+    def __init__(self, fail_on=(), interrupt_at=None):
+        self.calls = []
+        self.fail_on = set(fail_on)
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, spec, settings, store, run_id, family="reference", **kw):
+        self.calls.append((spec.name, settings.seed, family))
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        if spec.name in self.fail_on:
+            raise SimulationError(f"{spec.name} diverged")
+        row = {"run_id": run_id, "item_key": item_key(spec, settings), "model": spec.name, "dataset": spec.dataset,
+               "simulator": settings.simulator, "family": family, "seed": settings.seed, "factor": 1.0}
+        store.write_result(row, [], [])
+        return row
+
+
+def test_run_sweep_skips_stored_items_and_resumes(tmp_path):
+    points = sweep.sample(sweep.grid(["mnist"])[0], 3)
+    settings = RunSettings(simulator="fake", output=tmp_path)
+    with Store(tmp_path) as store:
+        run = FakeRun(interrupt_at=4)  # dies during the 4th of 6 items
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), run=run, key=item_key)
+        assert len(store.results()) == 3
+        run2 = FakeRun()
+        out = sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), run=run2, key=item_key)
+        assert len(out.skipped) == 3 and len(out.done) == 3 and not out.failed
+        every = [(f"{p.spec.name}-s{s}", s) for p in points for s in (0, 1)]
+        assert [c[:2] for c in run.calls] == every[:4]
+        assert [c[:2] for c in run2.calls] == every[3:]
+        assert all(c[2] == "sweep" for c in run2.calls)
+        names = {r["model"] for r in store.results()}
+        assert names == {f"{p.spec.name}-s{s}" for p in points for s in (0, 1)}
+        # Nothing left: a third pass runs nothing.
+        run3 = FakeRun()
+        out = sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), run=run3, key=item_key)
+        assert run3.calls == [] and len(out.skipped) == 6
+        # Another simulator is a different item.
+        other = RunSettings(simulator="other", output=tmp_path)
+        run4 = FakeRun()
+        out = sweep.run_sweep(points[:1], [0], other, store, store.start_run("t", {}), run=run4, key=item_key)
+        assert len(run4.calls) == 1 and out.done
+
+
+def test_run_sweep_goes_on_after_a_failed_item(tmp_path):
+    points = sweep.sample(sweep.grid(["cifar10"])[0], 3)
+    bad = f"{points[1].spec.name}-s0"
+    with Store(tmp_path) as store:
+        out = sweep.run_sweep(points, [0], RunSettings(simulator="fake"), store, "r1", run=FakeRun(fail_on={bad}),
+                              key=item_key)
+        assert [n for n, _ in out.failed] == [bad] and "diverged" in out.failed[0][1]
+        assert len(out.done) == 2
+        # The failed item is not stored, so a rerun retries exactly it.
+        retry = FakeRun()
+        out = sweep.run_sweep(points, [0], RunSettings(simulator="fake"), store, "r2", run=retry, key=item_key)
+        assert [c[0] for c in retry.calls] == [bad]
+
+
+def test_seed_and_settings_change_the_item_key():
+    spec = sweep.build_spec("mnist", "I", 1, 1, 1.0)
+    base = RunSettings(simulator="fake")
+    keys = {item_key(spec, base), item_key(spec, RunSettings(simulator="fake", seed=1)),
+            item_key(spec, RunSettings(simulator="fake", num_test=10))}
+    assert len(keys) == 3
+
+
+def test_sweep_dry_run_prints_the_grid(capsys):
+    from effmodel.cli import main
+
+    assert main(["sweep", "--dry-run", "--datasets", "mnist,cifar10", "--max-architectures", "10", "--seeds", "0,1"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["selected"] == 10 and plan["items"] == 20 and len(plan["architectures"]) == 10
+    for a in plan["architectures"]:
+        assert NAME.match(a["name"]) and a["depth"] >= 2 and a["params"] > 0
+    assert abs(plan["selected_correlation"]["corr_within_dataset"]) <= 0.3
+    assert main(["sweep", "--dry-run", "--datasets", "imagenet"]) == 2
+    assert "unknown imagenet" in capsys.readouterr().err
