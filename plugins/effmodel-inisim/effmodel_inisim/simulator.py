@@ -1,0 +1,44 @@
+"""The ``inisim`` simulator object that the plugin registers.
+
+Light on purpose: TensorFlow and snntoolbox are imported only when a
+simulation is opened (:mod:`effmodel_inisim.session`).
+
+Options (``SimulationConfig.options``):
+
+``normalisation`` (``"effmodel"``)
+    ``"effmodel"``: simulate exactly the network effmodel's core normalised
+    (``network.normalised_weights`` on ``network.simulated_spec``), with
+    snntoolbox's own normalisation off, so that every simulator runs the same
+    weights.  ``"snntoolbox"``: give snntoolbox the trained model and
+    ``network.norm_images`` and let it normalise (percentile
+    ``network.normalisation.percentile``, ``max2avg_pool`` from the network).
+    ``"online"``: as ``"snntoolbox"`` plus snntoolbox's online normalisation
+    (the report's published configuration).
+``softmax_to_relu`` (``True``)
+    Simulate the output layer as IF/ReLU neurons (deterministic).  With
+    ``False`` it stays snntoolbox's spiking softmax, which draws random numbers
+    at every step (early-time accuracy then depends on the seed).
+``log_file`` (``True``)
+    Send snntoolbox's console output to ``<workdir>/snntoolbox.log`` instead
+    of stdout.
+``keep_workdir`` (``False``)
+    Keep a temporary working directory after ``close`` (a ``workdir`` given
+    in the config is always kept).
+"""
+
+from __future__ import annotations
+
+NORMALISATION_MODES = ("effmodel", "snntoolbox", "online")
+
+
+class InisimSimulator:
+    """snntoolbox 0.6.0's INI simulator (temporal mean rate) as an effmodel simulator."""
+
+    name = "inisim"
+    description = "snntoolbox 0.6.0 INI simulator (temporal mean rate, tf_keras); exact and snntoolbox SynOps per step"
+
+    def open(self, network, config):
+        """Parse and convert ``network`` once; return a session that simulates batches."""
+        from .session import InisimSession
+
+        return InisimSession(network, config)
