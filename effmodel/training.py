@@ -70,7 +70,10 @@ def cache_key(spec: ArchitectureSpec, dataset: str, settings: TrainingSettings, 
 
 
 def build_model(spec: ArchitectureSpec):
-    """A ``tf_keras.Sequential`` model whose layer names equal the spec's."""
+    """A ``tf_keras.Sequential`` model whose layer names equal the spec's.
+
+    ``data_format`` is always explicit: a user's ``keras.json`` saying
+    ``channels_first`` must not change what effmodel builds."""
     from .keras_compat import import_keras
 
     keras = import_keras()
@@ -78,17 +81,18 @@ def build_model(spec: ArchitectureSpec):
     layers: list[Any] = [L.InputLayer(input_shape=spec.input_shape, name="input")]
     for l in spec.layers:
         if l.type == "conv2d":
-            layers.append(L.Conv2D(l.filters, l.kernel, strides=l.stride, padding=l.padding, activation=l.activation, use_bias=l.use_bias, name=l.name))
+            layers.append(L.Conv2D(l.filters, l.kernel, strides=l.stride, padding=l.padding, activation=l.activation, use_bias=l.use_bias,
+                                    data_format="channels_last", name=l.name))
         elif l.type == "dense":
             layers.append(L.Dense(l.units, activation=l.activation, use_bias=l.use_bias, name=l.name))
         elif l.type == "maxpool":
-            layers.append(L.MaxPooling2D(l.pool, strides=l.pool_stride, padding=l.padding, name=l.name))
+            layers.append(L.MaxPooling2D(l.pool, strides=l.pool_stride, padding=l.padding, data_format="channels_last", name=l.name))
         elif l.type == "avgpool":
-            layers.append(L.AveragePooling2D(l.pool, strides=l.pool_stride, padding=l.padding, name=l.name))
+            layers.append(L.AveragePooling2D(l.pool, strides=l.pool_stride, padding=l.padding, data_format="channels_last", name=l.name))
         elif l.type == "dropout":
             layers.append(L.Dropout(l.rate, name=l.name))
         elif l.type == "flatten":
-            layers.append(L.Flatten(name=l.name))
+            layers.append(L.Flatten(data_format="channels_last", name=l.name))
     return keras.Sequential(layers, name=spec.name)
 
 
