@@ -1,0 +1,59 @@
+"""``effmodel export``: write a converted network to an interchange format (NIR).
+
+The network is obtained as for ``effmodel run`` (trained or taken from the
+cache, then normalised) by :func:`effmodel.pipeline.converted_network`; the
+NIR writer lives in the ``effmodel-norse`` plugin (it needs nir and norse),
+imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import UsageError
+
+FORMATS = ("nir",)
+
+
+def export_command(
+    model: str = typer.Option(..., "--model", help="Architecture name (see `effmodel architectures`)."),
+    output: Path = typer.Option(..., "--output", help="File to write, e.g. smallcnn1.nir."),
+    format: str = typer.Option("nir", "--format", help="Output format: nir."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder (else EFFMODEL_DATA_DIR, else download)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Trained-model cache (else EFFMODEL_CACHE_DIR or ~/.cache/effmodel)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the architecture's)."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    percentile: float = typer.Option(99.9, "--percentile", help="Normalisation percentile."),
+    max2avg_pool: bool = typer.Option(
+        False, "--max2avg-pool/--no-max2avg-pool",
+        help="Replace max by average pooling (NIR has no spiking max pooling).",
+    ),
+) -> None:
+    """Export the converted (normalised) network as a NIR graph."""
+    fmt = format.strip().lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {format!r} (supported: {', '.join(FORMATS)})")
+    try:
+        from effmodel_norse.nir_export import to_nir_graph
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"NIR export needs the effmodel-norse plugin and nir ({exc.name} is not installed)") from None
+    from ..pipeline import converted_network
+    from ..simulation import NormalisationSettings
+
+    network = converted_network(
+        model_name=model,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        epochs=epochs,
+        seed=seed,
+        normalisation=NormalisationSettings(percentile=percentile, max2avg_pool=max2avg_pool),
+    )
+    graph = to_nir_graph(network)  # raises UsageError for what NIR cannot express, before writing anything
+    import nir
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(str(output), graph)
+    typer.echo(f"wrote {output} ({fmt}, {len(graph.nodes)} nodes, model {network.spec.name})")

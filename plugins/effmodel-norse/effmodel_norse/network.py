@@ -1,0 +1,441 @@
+"""Convert a :class:`~effmodel.simulation.ConvertedNetwork` into a torch network of Norse neurons.
+
+Layout: every *spiking layer* of the simulated spec (conv, dense, pooling;
+see :func:`effmodel.counting.spiking_layer_indices`) becomes one
+:class:`Stage` = a synapse module (conv / linear / pooling, applied to all
+steps of a time chunk at once) followed by a stateful neuron module that
+scans over the chunk's time axis.  Tensors inside a stage are shaped
+``(Tc, B, C, H, W)`` (or ``(Tc, B, N)``), torch's NCHW order.
+
+Keras vs torch layouts, handled once at conversion:
+
+* conv kernels HWIO -> OIHW; 'same' padding is Keras/TF padding
+  (:func:`effmodel.specs.same_padding`), asymmetric when the total is odd,
+  applied with ``F.pad`` before a 'valid' convolution;
+* Keras flattens NHWC, torch NCHW: instead of permuting every activation
+  before flatten, the rows of the first dense kernel after a flatten are
+  permuted once from HWC to CHW order.  The result is the same linear map,
+  and the exported NIR graph uses the very same weights (bit-identical
+  currents between the simulator and ``norse.torch.from_nir``);
+* average pooling divides by the number of *real* taps at padded borders
+  (Keras semantics).
+
+Neurons (``neuron`` option):
+
+``if`` (default)
+    Integrate-and-fire, threshold 1, spike when ``v >= v_th`` and reset by
+    subtraction, as the INI simulator of snntoolbox.  The step is Norse's
+    :func:`norse.torch.functional.iaf.iaf_feed_forward_step` with its
+    reset replaced by Norse's own :func:`norse.torch.functional.reset.reset_subtract`
+    (written in place: ``v -= z * v_th`` gives bit-identical results, tested)
+    and ``>=`` instead of Norse's strict ``>``, so that an activation equal to
+    the threshold fires at every step as in the ANN.
+``iaf``
+    Norse's IAF unchanged (``iaf_feed_forward_step``: ``v > v_th``, reset to
+    ``v_reset = 0``).  What ``norse.torch.from_nir`` builds from a NIR ``IF``
+    node; less accurate for converted networks (the residual charge is lost).
+``lif``
+    Norse's LIF (``lif_feed_forward_step``), ``v_th = 1``, ``v_leak = v_reset =
+    0``.  The input current is divided by ``dt * tau_mem_inv`` so that without
+    leak one step of input raises ``v`` by the same amount as in ``if``;
+    ``tau_syn_inv = 1/dt`` makes the synaptic current last one step (the
+    current therefore reaches ``v`` one step later per layer).  Options
+    ``tau_mem_inv`` (default 100/s) and ``tau_syn_inv``.
+
+Spiking max pooling: each pooling window passes on the spikes of the input
+neuron with the highest spike count so far, counts including the current
+step (Rueckauer et al. 2017; snntoolbox's ``SpikeMaxPooling2D``).  Ties go to
+the first neuron of the window in row-major order (torch's ``max_pool2d``
+index); padding taps never win.  The gated spikes *are* the pooling layer's
+spikes (an IF neuron with threshold 1 fed 0/1 input would reproduce them).
+Average pooling feeds the mean of the input spikes into IF neurons.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from effmodel.counting import spiking_layer_indices
+from effmodel.simulation import ConvertedNetwork
+from effmodel.specs import ArchitectureSpec, LayerSpec, same_padding
+
+NEURONS = ("if", "iaf", "lif")
+
+
+def import_norse():
+    """Import ``norse.torch`` without importing TensorFlow.
+
+    Norse imports ``torch.utils.tensorboard``, which imports TensorFlow when it
+    is installed (+3 s, +500 MB RSS here).  If TensorFlow is not loaded yet it
+    is hidden for the duration of the import (tensorboard then uses its stub);
+    if it is already loaded nothing changes.
+    """
+    if "norse.torch" in sys.modules:
+        return sys.modules["norse.torch"]
+    hide = "tensorflow" not in sys.modules
+    if hide:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        import norse.torch as norse_torch
+    finally:
+        if hide and "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
+            del sys.modules["tensorflow"]
+    return norse_torch
+
+
+def torch_padding(layer: LayerSpec, h: int, w: int, k: int, s: int) -> tuple[int, int, int, int]:
+    """Keras 'same' padding as ``F.pad`` wants it: (left, right, top, bottom)."""
+    if layer.padding != "same":
+        return (0, 0, 0, 0)
+    top, bottom = same_padding(h, k, s)
+    left, right = same_padding(w, k, s)
+    return (left, right, top, bottom)
+
+
+# --- synapses ----------------------------------------------------------------------
+
+
+class Conv(nn.Module):
+    """2-D convolution with Keras 'same'/'valid' padding, weights OIHW."""
+
+    def __init__(self, kernel_hwio: np.ndarray, bias: np.ndarray | None, stride: int, pad: tuple[int, int, int, int]):
+        super().__init__()
+        self.register_buffer("weight", torch.from_numpy(np.ascontiguousarray(kernel_hwio.transpose(3, 2, 0, 1))))
+        self.register_buffer("bias", None if bias is None else torch.from_numpy(np.asarray(bias)))
+        self.stride = stride
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        return F.conv2d(x, self.weight, self.bias, self.stride)
+
+
+class Dense(nn.Module):
+    """Fully connected layer on the flattened (NCHW-order) input."""
+
+    def __init__(self, kernel_io: np.ndarray, bias: np.ndarray | None, chw: tuple[int, int, int] | None):
+        super().__init__()
+        k = np.asarray(kernel_io)
+        if chw is not None:  # rows in Keras' HWC order -> torch's CHW order
+            c, h, w = chw
+            k = k.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
+        self.register_buffer("weight", torch.from_numpy(np.ascontiguousarray(k.T)))
+        self.register_buffer("bias", None if bias is None else torch.from_numpy(np.asarray(bias)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.flatten(1), self.weight, self.bias)
+
+
+class AvgPool(nn.Module):
+    """Average pooling with Keras semantics (padding taps excluded from the mean)."""
+
+    def __init__(self, k: int, s: int, pad: tuple[int, int, int, int], in_hw: tuple[int, int]):
+        super().__init__()
+        self.k, self.s, self.pad = k, s, pad
+        if any(pad):
+            ones = F.pad(torch.ones(1, 1, *in_hw), pad)
+            self.register_buffer("taps", F.avg_pool2d(ones, k, s) * (k * k))
+        else:
+            self.taps = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.taps is None:
+            return F.avg_pool2d(x, self.k, self.s)
+        return F.avg_pool2d(F.pad(x, self.pad), self.k, self.s) * (self.k * self.k) / self.taps.to(x.dtype)
+
+
+# --- neurons -----------------------------------------------------------------------
+
+
+class TimeScan(nn.Module):
+    """Base of the stateful neuron modules: ``forward(current)`` takes a time
+    chunk ``(Tc, B, ...)`` and returns spikes of the same shape; the state
+    persists across chunks until :meth:`reset`.  ``record_v`` keeps the
+    membrane potential after each step of the last chunk (``self.v_trace``)."""
+
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+        self.record_v = False
+        self.v_trace: torch.Tensor | None = None
+        self.state: Any = None
+
+    def reset(self) -> None:
+        self.state = None
+        self.v_trace = None
+
+
+class IFSubtract(TimeScan):
+    """IF neuron with reset by subtraction (see the module docstring)."""
+
+    def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
+        super().__init__(dtype)
+        nt = import_norse()
+        self.p = nt.IAFParameters(v_th=torch.as_tensor(v_th, dtype=dtype), v_reset=torch.as_tensor(0.0, dtype=dtype))
+        self.v_th = float(v_th)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        v = self.state
+        if v is None:
+            v = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
+        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
+        for t in range(current.shape[0]):
+            v.add_(current[t])
+            z = out[t]
+            torch.ge(v, self.v_th, out=z)  # z = H(v - v_th), '>=' as the INI simulator
+            v.sub_(z, alpha=self.v_th)  # Norse's reset_subtract, in place
+            if trace is not None:
+                trace[t] = v
+        self.state = v
+        self.v_trace = trace
+        return out
+
+
+class NorseIAF(TimeScan):
+    """Norse's own IAF (reset to ``v_reset``, strict threshold), step by step."""
+
+    def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
+        super().__init__(dtype)
+        nt = import_norse()
+        self.step = nt.iaf_feed_forward_step
+        self.State = nt.IAFFeedForwardState
+        self.p = nt.IAFParameters(v_th=torch.as_tensor(v_th, dtype=dtype), v_reset=torch.as_tensor(0.0, dtype=dtype))
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        state = self.state or self.State(v=torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device))
+        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
+        for t in range(current.shape[0]):
+            z, state = self.step(current[t].to(self.dtype), state, self.p)
+            out[t] = z
+            if trace is not None:
+                trace[t] = state.v
+        self.state = state
+        self.v_trace = trace
+        return out
+
+
+class NorseLIF(TimeScan):
+    """Norse's LIF neuron (``lif_feed_forward_step``), input scaled as documented."""
+
+    def __init__(self, dtype: torch.dtype, tau_mem_inv: float = 100.0, tau_syn_inv: float | None = None, dt: float = 1e-3):
+        super().__init__(dtype)
+        nt = import_norse()
+        self.step = nt.lif_feed_forward_step
+        self.State = nt.LIFFeedForwardState
+        self.dt = dt
+        as_t = lambda v: torch.as_tensor(v, dtype=dtype)  # noqa: E731
+        self.p = nt.LIFParameters(
+            tau_syn_inv=as_t(tau_syn_inv if tau_syn_inv is not None else 1.0 / dt),
+            tau_mem_inv=as_t(tau_mem_inv), v_leak=as_t(0.0), v_th=as_t(1.0), v_reset=as_t(0.0),
+        )
+        self.gain = 1.0 / (dt * tau_mem_inv)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if self.state is None:
+            zeros = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
+            self.state = self.State(v=zeros, i=zeros.clone())
+        state = self.state
+        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
+        for t in range(current.shape[0]):
+            z, state = self.step(current[t].to(self.dtype) * self.gain, state, self.p, self.dt)
+            out[t] = z.to_dense() if z.is_sparse else z
+            if trace is not None:
+                trace[t] = state.v
+        self.state = state
+        self.v_trace = trace
+        return out
+
+
+class SpikeMaxPool(TimeScan):
+    """Spiking max pooling gated by the input neuron with the most spikes so far."""
+
+    def __init__(self, k: int, s: int, pad: tuple[int, int, int, int]):
+        super().__init__(torch.float32)
+        self.k, self.s, self.pad = k, s, pad
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        tc = spikes.shape[0]
+        counts = torch.empty_like(spikes)
+        prev = self.state
+        for t in range(tc):  # running spike counts, including step t
+            if prev is None:
+                counts[t].copy_(spikes[t])
+            else:
+                torch.add(prev, spikes[t], out=counts[t])
+            prev = counts[t]
+        self.state = prev
+        return self.gate(counts, spikes)
+
+    def gate(self, counts: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """Per window, the spikes of the tap with the highest count; ties go
+        to the first tap in row-major order, as ``max_pool2d``'s index (tested).
+        A running comparison over the ``k*k`` taps: cheaper than
+        ``max_pool2d_with_indices`` + ``gather`` on CPU."""
+        if any(self.pad):
+            counts = F.pad(counts, self.pad, value=-1.0)
+            spikes = F.pad(spikes, self.pad)
+        k, s = self.k, self.s
+        hp, wp = counts.shape[-2:]
+        oh, ow = (hp - k) // s + 1, (wp - k) // s + 1
+        best_c = best_s = None
+        for di in range(k):
+            for dj in range(k):
+                rows, cols = slice(di, di + s * (oh - 1) + 1, s), slice(dj, dj + s * (ow - 1) + 1, s)
+                c, z = counts[..., rows, cols], spikes[..., rows, cols]
+                if best_c is None:
+                    best_c, best_s = c, z
+                    continue
+                win = c > best_c
+                best_c = torch.maximum(best_c, c)
+                best_s = torch.where(win, z, best_s)
+        return best_s.contiguous()
+
+    def analog(self, x: torch.Tensor) -> torch.Tensor:
+        """The ANN's max pooling (padding never wins), for tests."""
+        if any(self.pad):
+            x = F.pad(x, self.pad, value=-float("inf"))
+        return F.max_pool2d(x, self.k, self.s)
+
+
+# --- the network ---------------------------------------------------------------------
+
+
+@dataclass
+class StageInfo:
+    """Static facts about one spiking layer."""
+
+    name: str
+    index: int  # index in the simulated spec
+    type: str
+    shape_hwc: tuple[int, ...]  # the layer's output shape, Keras order
+
+
+class Stage(nn.Module):
+    """One spiking layer: ``synapse`` (None for max pooling) then ``neuron``."""
+
+    def __init__(self, info: StageInfo, synapse: nn.Module | None, neuron: TimeScan):
+        super().__init__()
+        self.info = info
+        self.synapse = synapse
+        self.neuron = neuron
+
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the synapse to a time chunk ``(Tc, B, ...)`` in one call."""
+        tc, b = x.shape[:2]
+        y = self.synapse(x.reshape(tc * b, *x.shape[2:]))
+        return y.reshape(tc, b, *y.shape[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.synapse is None:
+            return self.neuron(x)
+        return self.neuron(self.current(x))
+
+
+class SpikingNetwork(nn.Module):
+    """The converted network: a list of :class:`Stage` in order."""
+
+    def __init__(self, spec: ArchitectureSpec, stages: list[Stage]):
+        super().__init__()
+        self.spec = spec
+        self.stages = nn.ModuleList(stages)
+
+    def reset(self) -> None:
+        for st in self.stages:
+            st.neuron.reset()
+
+    def forward(self, x: torch.Tensor, first_current: torch.Tensor | None = None) -> torch.Tensor:
+        """Simulate one time chunk.  ``x``: input ``(Tc, B, C, H, W)`` (spikes
+        or analog values); or ``first_current``: the first layer's current
+        ``(Tc, B, ...)`` already computed (analog input: same at every step)."""
+        stages = list(self.stages)
+        if first_current is not None:
+            h = stages[0].neuron(first_current)
+            stages = stages[1:]
+        else:
+            h = x
+        for st in stages:
+            h = st(h)
+        return h
+
+    @torch.no_grad()
+    def analog_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The ANN computed with the same synapse modules (ReLU instead of
+        spikes, true max pooling): per stage output, NCHW.  For tests."""
+        outs = []
+        h = x
+        for st in self.stages:
+            if isinstance(st.neuron, SpikeMaxPool):
+                h = st.neuron.analog(h)
+            else:
+                h = torch.relu(st.synapse(h))
+            outs.append(h)
+        return outs
+
+
+def build_network(
+    network: ConvertedNetwork,
+    neuron: str = "if",
+    dtype: torch.dtype = torch.float32,
+    lif_tau_mem_inv: float = 100.0,
+    lif_tau_syn_inv: float | None = None,
+) -> SpikingNetwork:
+    """Build the torch network of ``network.simulated_spec`` with its normalised weights."""
+    from effmodel.errors import UsageError
+
+    if neuron not in NEURONS:
+        raise UsageError(f"unknown norse neuron {neuron!r} (use one of {', '.join(NEURONS)})")
+    spec = network.simulated_spec
+    shapes = spec.shapes()
+    spiking = set(spiking_layer_indices(spec))
+
+    def make_neuron() -> TimeScan:
+        if neuron == "if":
+            return IFSubtract(dtype)
+        if neuron == "iaf":
+            return NorseIAF(dtype)
+        return NorseLIF(dtype, lif_tau_mem_inv, lif_tau_syn_inv)
+
+    stages: list[Stage] = []
+    flat_from: tuple[int, int, int] | None = None  # CHW before the pending flatten
+    for i, layer in enumerate(spec.layers):
+        in_shape, out_shape = shapes[i]
+        if layer.type == "flatten":
+            if len(in_shape) == 3:
+                flat_from = (in_shape[2], in_shape[0], in_shape[1])
+            continue
+        if i not in spiking:
+            continue  # dropout
+        info = StageInfo(layer.name, i, layer.type, tuple(out_shape))
+        if layer.type == "conv2d":
+            h, w, _ = in_shape
+            w_ = network.normalised_weights[layer.name]
+            syn: nn.Module | None = Conv(w_.kernel, w_.bias, layer.stride, torch_padding(layer, h, w, layer.kernel, layer.stride))
+            neu = make_neuron()
+        elif layer.type == "dense":
+            w_ = network.normalised_weights[layer.name]
+            syn = Dense(w_.kernel, w_.bias, flat_from)
+            flat_from = None
+            neu = make_neuron()
+        elif layer.type == "avgpool":
+            h, w, _ = in_shape
+            k, s = layer.pool, layer.pool_stride
+            syn = AvgPool(k, s, torch_padding(layer, h, w, k, s), (h, w))
+            neu = make_neuron()
+        else:  # maxpool
+            h, w, _ = in_shape
+            k, s = layer.pool, layer.pool_stride
+            syn = None
+            neu = SpikeMaxPool(k, s, torch_padding(layer, h, w, k, s))
+        stages.append(Stage(info, syn, neu))
+    return SpikingNetwork(spec, stages).eval()

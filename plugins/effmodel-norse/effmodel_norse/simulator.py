@@ -1,0 +1,213 @@
+"""The ``norse`` simulator session: streams batches through the converted network.
+
+Options (``SimulationConfig.options``):
+
+``mode``
+    ``"stepwise"``: every layer advances one step at a time (time chunks of
+    one step).  ``"layerwise"``: a chunk of ``Tc`` steps is pushed through each
+    conv/dense layer in one call (batch ``Tc*B``), then the neurons scan the
+    chunk element-wise.  ``"auto"`` (default) picks per model by the rule in
+    :func:`choose_mode`, measured on this project's reference models.  Both
+    modes compute the same spikes (tested), so the choice is about speed only.
+``chunk_elements``
+    layerwise only: time chunk so that the largest layer tensor holds at most
+    this many elements (default 2**22): bounds memory, keeps tensors in cache.
+``chunk_steps``
+    layerwise only: fixed chunk length in steps (overrides ``chunk_elements``).
+``neuron``
+    ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.network`.
+``tau_mem_inv`` / ``tau_syn_inv``
+    LIF time constants (1/s), ``dt`` = 1 ms.
+``dtype``
+    membrane potential precision, ``"float32"`` (default) or ``"float64"``.
+``device``
+    torch device; default ``cuda`` when available, else ``cpu``.
+
+Input: analog (the first layer receives ``W x + b`` at every step, computed
+once per batch) or Poisson (a pixel of intensity ``p`` spikes with probability
+``p`` at each step; one torch generator seeded with ``config.seed`` per
+session).  Output: the classifier is a layer of the same spiking neurons;
+the prediction at step ``t`` is the class with the most output spikes up to
+``t``, ties broken by the highest membrane potential after step ``t``, then
+by the lowest class index.
+
+SynOps are counted by forward hooks on the neuron modules: spikes of a layer
+at each step times the exact fan-out of each neuron
+(:func:`effmodel.counting.fanout_map`, borders and padding included),
+accumulated in float64 (exact integers).  The first layer's analog input is
+not counted as SynOps (as in snntoolbox).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from effmodel.counting import fanout_map
+from effmodel.errors import SimulationError, UsageError
+from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
+from effmodel.specs import ArchitectureSpec
+
+from .network import SpikeMaxPool, build_network, import_norse
+
+OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device")
+MODES = ("auto", "layerwise", "stepwise")
+
+
+def choose_mode(spec: ArchitectureSpec) -> str:
+    """The faster mode for ``spec``: ``layerwise``.  Measured on SmallCNN1 and
+    MediumCNN2 (2 shared cores, batch 50, T 100; see the plugin README),
+    the two modes were equal within the (large) noise of a shared machine;
+    layerwise issues fewer, larger ops, which helps when cores are contended."""
+    return "layerwise"
+
+
+class NorseSession:
+    """One simulation run; ``run_batch`` may be called for many batches."""
+
+    def __init__(self, network: ConvertedNetwork, config: SimulationConfig):
+        import_norse()
+        opts = dict(config.options)
+        unknown = sorted(set(opts) - set(OPTIONS))
+        if unknown:
+            raise UsageError(f"unknown norse option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+        self.config = config
+        self.spec = network.simulated_spec
+        mode = str(opts.get("mode", "auto"))
+        if mode not in MODES:
+            raise UsageError(f"norse mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = choose_mode(self.spec) if mode == "auto" else mode
+        dtype_name = str(opts.get("dtype", "float32"))
+        if dtype_name not in ("float32", "float64"):
+            raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
+        self.device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.chunk_elements = int(opts.get("chunk_elements", 2**22))
+        self.fixed_chunk = int(opts["chunk_steps"]) if opts.get("chunk_steps") else None
+        if self.chunk_elements <= 0 or (self.fixed_chunk is not None and self.fixed_chunk <= 0):
+            raise UsageError("norse chunk_elements and chunk_steps must be positive")
+        self.net = build_network(
+            network,
+            neuron=str(opts.get("neuron", "if")),
+            dtype=getattr(torch, dtype_name),
+            lif_tau_mem_inv=float(opts.get("tau_mem_inv", 100.0)),
+            lif_tau_syn_inv=None if opts.get("tau_syn_inv") is None else float(opts["tau_syn_inv"]),
+        ).to(self.device)
+        self.stages = list(self.net.stages)
+        self.output = self.stages[-1]
+        # exact fan-out per stage, in the stage's NCHW order, float64 (exact integers)
+        self.fanout: dict[str, torch.Tensor] = {}
+        for st in self.stages:
+            fan = fanout_map(self.spec, st.info.index)
+            if fan.ndim == 3:
+                fan = fan.transpose(2, 0, 1)
+            self.fanout[st.info.name] = torch.from_numpy(np.ascontiguousarray(fan).reshape(-1).astype(np.float64)).to(self.device)
+        self.neurons_per_image = max(
+            [int(np.prod(self.spec.input_shape))] + [int(np.prod(st.info.shape_hwc)) for st in self.stages]
+        )
+        self.generator = torch.Generator(device=self.device).manual_seed(int(config.seed))
+        self._acc: dict[str, dict[str, torch.Tensor]] = {}
+        self._t0 = 0
+        self._record = False
+        self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
+
+    # --- counting ----------------------------------------------------------------
+    def _hook(self, name: str):
+        """Forward hook: per-step spikes and SynOps of one layer's output chunk."""
+
+        def hook(module, inputs, out):
+            tc, b = out.shape[:2]
+            per_neuron = out.reshape(tc, b, -1).sum(1).double()  # (tc, N); float32 sums of <= B ones are exact
+            acc = self._acc[name]
+            acc["spikes"][self._t0 : self._t0 + tc] = per_neuron.sum(1)
+            acc["synops"][self._t0 : self._t0 + tc] = per_neuron @ self.fanout[name]
+            if self._record:
+                acc["counts"] += out.sum(0).double()
+
+        return hook
+
+    def chunk_steps(self, batch: int) -> int:
+        """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``."""
+        if self.mode == "stepwise":
+            return 1
+        if self.fixed_chunk is not None:
+            return min(self.fixed_chunk, self.config.duration)
+        return max(1, min(self.config.duration, self.chunk_elements // max(batch * self.neurons_per_image, 1)))
+
+    # --- simulation ------------------------------------------------------------------
+    @torch.no_grad()
+    def run_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
+        """Simulate one batch (NHWC images in [0, 1]) for ``config.duration`` steps."""
+        x = np.asarray(x, dtype=np.float32)
+        if tuple(x.shape[1:]) != tuple(self.spec.input_shape):
+            raise SimulationError(f"norse: images of shape {x.shape[1:]} do not fit {self.spec.name} {self.spec.input_shape}")
+        T, b = int(self.config.duration), len(x)
+        dev = self.device
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(dev)
+        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
+        self.net.reset()
+        self._record = bool(self.config.record_spiketrains)
+        self._acc = {}
+        for st in self.stages:
+            a = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
+            if self._record:
+                a["counts"] = torch.zeros((b, *self._chw(st.info.shape_hwc)), dtype=torch.float64, device=dev)
+            self._acc[st.info.name] = a
+        self.output.neuron.record_v = True
+        analog = self.config.input_encoding == "analog"
+        first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
+        chunk = self.chunk_steps(b)
+        n_classes = int(self.output.info.shape_hwc[-1])
+        cum = torch.zeros((b, n_classes), dtype=torch.float32, device=dev)
+        correct = torch.zeros(T, dtype=torch.int64, device=dev)
+        pred = torch.zeros(b, dtype=torch.int64, device=dev)
+        t0 = 0
+        while t0 < T:
+            tc = min(chunk, T - t0)
+            self._t0 = t0
+            if analog:
+                out = self.net(None, first_current=first.expand(tc, *first.shape[1:]))
+            else:
+                steps = [(torch.rand(xt.shape, generator=self.generator, device=dev) < xt) for _ in range(tc)]
+                out = self.net(torch.stack(steps).to(torch.float32))
+            counts = torch.cumsum(out, 0) + cum
+            cum = counts[-1]
+            v = self.output.neuron.v_trace
+            if v is None:  # max pooling cannot be the output layer; defensive
+                v = torch.zeros_like(counts)
+            best = counts.amax(-1, keepdim=True)
+            score = torch.where(counts == best, v.to(torch.float64), torch.tensor(-torch.inf, dtype=torch.float64, device=dev))
+            pred_t = score.argmax(-1)  # (tc, B)
+            correct[t0 : t0 + tc] = (pred_t == labels).sum(1)
+            pred = pred_t[-1]
+            t0 += tc
+        self.output.neuron.record_v = False
+        spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
+        synops_t = {n: a["synops"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
+        spike_counts = None
+        if self._record:
+            spike_counts = {}
+            for n, a in self._acc.items():
+                c = a["counts"].round().to(torch.int64).cpu().numpy()
+                spike_counts[n] = c.transpose(0, 2, 3, 1) if c.ndim == 4 else c  # back to channels_last
+        self._record = False
+        return BatchResult(
+            correct_t=correct.cpu().numpy(),
+            synops_t=synops_t,
+            spikes_t=spikes_t,
+            predictions=pred.cpu().numpy(),
+            spike_counts=spike_counts,
+            extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk)},
+        )
+
+    @staticmethod
+    def _chw(shape_hwc: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape_hwc[2], shape_hwc[0], shape_hwc[1]) if len(shape_hwc) == 3 else tuple(shape_hwc)
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        self._acc = {}
+
+
+__all__ = ["NorseSession", "choose_mode", "SpikeMaxPool"]

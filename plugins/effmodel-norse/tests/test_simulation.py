@@ -1,0 +1,128 @@
+"""SynOp counting, layerwise == stepwise, rates approach ANN activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from effmodel import plugins
+from effmodel.errors import UsageError
+from effmodel.forward import iter_layers
+from effmodel.simulation import SimulationConfig, simulate
+from effmodel.specs import same_padding
+
+pytestmark = pytest.mark.slow
+T = 20
+
+
+def _run(network, x, y, **kw):
+    options = kw.pop("options", {})
+    cfg = SimulationConfig(duration=kw.pop("duration", T), batch_size=len(x), record_spiketrains=True, options=options, **kw)
+    return simulate(plugins.get_simulators()["norse"], network, [(x, y)], cfg)
+
+
+def _brute_fanout(spec, index: int) -> np.ndarray:
+    """Fan-out by autograd: d(sum of all outputs of a ones-kernel layer)/d(input)
+    counts, per input neuron, the (window, filter) pairs it feeds.  HWC order."""
+    shapes = spec.shapes()
+    src = tuple(shapes[index][1])
+    j = index + 1
+    while spec.layers[j].type in ("dropout", "flatten"):
+        j += 1
+    target = spec.layers[j]
+    if target.type == "dense":
+        return np.full(src, target.units)
+    h, w, c = src
+    x = torch.ones(1, c, h, w, dtype=torch.float64, requires_grad=True)
+    if target.type == "conv2d":
+        k, s, weight = target.kernel, target.stride, torch.ones(target.filters, c, target.kernel, target.kernel, dtype=torch.float64)
+    else:
+        k, s = target.pool, target.pool_stride
+        weight = torch.ones(c, 1, k, k, dtype=torch.float64)
+    (t, b), (l, r) = ((same_padding(h, k, s), same_padding(w, k, s)) if target.padding == "same" else ((0, 0), (0, 0)))
+    out = F.conv2d(F.pad(x, (l, r, t, b)), weight, stride=s, groups=1 if target.type == "conv2d" else c)
+    out.sum().backward()
+    return x.grad[0].numpy().transpose(1, 2, 0)
+
+
+def test_synops_equal_independent_count(network, test_batch):
+    x, y = test_batch
+    r = _run(network, x, y)
+    spec = network.simulated_spec
+    counts = r.first_batch_spike_counts
+    assert set(counts) == set(r.synops_t) == {"conv2d_1", "maxpool_1", "dense_1", "dense_2"}
+    for i, layer in enumerate(spec.layers):
+        if layer.name not in counts:
+            continue
+        c = counts[layer.name]
+        assert c.shape == (len(x), *spec.shapes()[i][1])
+        assert int(c.sum()) == int(r.spikes_t[layer.name].sum())
+        if layer.name == "dense_2":
+            assert int(r.synops_t[layer.name].sum()) == 0  # output layer drives nothing
+            continue
+        want = int((c * _brute_fanout(spec, i)[None]).sum())
+        assert want > 0
+        assert int(r.synops_t[layer.name].sum()) == want, layer.name
+    assert r.synops_t["conv2d_1"].shape == (T,)
+
+
+def test_layerwise_equals_stepwise(network, test_batch):
+    x, y = test_batch
+    for encoding in ("analog", "poisson"):
+        runs = [
+            _run(network, x, y, input_encoding=encoding, options={"mode": "stepwise"}),
+            _run(network, x, y, input_encoding=encoding, options={"mode": "layerwise"}),
+            _run(network, x, y, input_encoding=encoding, options={"mode": "layerwise", "chunk_steps": 7}),
+        ]
+        a = runs[0]
+        assert sum(int(v.sum()) for v in a.spikes_t.values()) > 0
+        for b in runs[1:]:
+            np.testing.assert_array_equal(a.correct_t, b.correct_t)
+            np.testing.assert_array_equal(a.predictions, b.predictions)
+            for name in a.spikes_t:
+                np.testing.assert_array_equal(a.spikes_t[name], b.spikes_t[name], err_msg=name)
+                np.testing.assert_array_equal(a.synops_t[name], b.synops_t[name], err_msg=name)
+                np.testing.assert_array_equal(a.first_batch_spike_counts[name], b.first_batch_spike_counts[name], err_msg=name)
+
+
+def test_rates_approach_ann_activations(network, test_batch):
+    """IF rate coding: with many steps the hidden dense layer's spike rates
+    approach its normalised ReLU activations clipped to [0, 1]."""
+    x, y = test_batch
+    steps = 400
+    r = _run(network, x[:10], y[:10], duration=steps)
+    rates = r.first_batch_spike_counts["dense_1"] / steps
+    act = {l.name: out for _, l, out in iter_layers(network.simulated_spec, network.normalised_weights, x[:10])}["dense_1"]
+    want = np.clip(act, 0, 1)
+    err = np.abs(rates - want)
+    assert err.mean() < 0.03, err.mean()
+    assert np.corrcoef(rates.ravel(), want.ravel())[0, 1] > 0.95
+
+
+def test_accuracy_close_to_ann(network, test_batch):
+    x, y = test_batch
+    r = _run(network, x, y, duration=60)
+    ann = {l.name: out for _, l, out in iter_layers(network.simulated_spec, network.normalised_weights, x)}["dense_2"]
+    ann_acc = float((ann.argmax(1) == y).mean())
+    assert r.accuracy >= ann_acc - 0.1, (r.accuracy, ann_acc)
+    assert r.correct_t.shape == (60,)
+
+
+@pytest.mark.parametrize("neuron", ["iaf", "lif"])
+def test_other_neurons_run(network, test_batch, neuron):
+    x, y = test_batch
+    r = _run(network, x[:10], y[:10], duration=30, options={"neuron": neuron})
+    assert r.spikes_t["conv2d_1"].sum() > 0
+    assert r.correct_t[-1] >= 1
+
+
+def test_bad_options(network):
+    sim = plugins.get_simulators()["norse"]
+    with pytest.raises(UsageError):
+        sim.open(network, SimulationConfig(duration=5, options={"mdoe": "x"}))
+    with pytest.raises(UsageError):
+        sim.open(network, SimulationConfig(duration=5, options={"mode": "fast"}))
+    with pytest.raises(UsageError):
+        sim.open(network, SimulationConfig(duration=5, options={"neuron": "hh"}))
