@@ -10,7 +10,8 @@ DATA_DIR ?= $(abspath ../shared/data)
 OUT      ?= out/reference
 # The main job: the eight reference CNNs through INIsim, sized for a 2-core
 # machine (see README "The main job"); override RUN_ARGS for the full-size run.
-RUN_ARGS ?= --simulator inisim --num-test 500 --epochs 5 --batch-size 50
+REFERENCE := SmallCNN1,MediumCNN1,LargeCNN1,DeepCNN1,SmallCNN2,MediumCNN2,LargeCNN2,DeepCNN2
+RUN_ARGS ?= --simulator inisim --models $(REFERENCE) --num-test 500 --epochs 5 --batch-size 50
 PLUGINS  := plugins/effmodel-reference plugins/effmodel-costs plugins/effmodel-inisim plugins/effmodel-norse plugins/effmodel-example
 
 export EFFMODEL_DATA_DIR ?= $(DATA_DIR)

@@ -115,3 +115,29 @@ def test_unsupported_model_file_writes_nothing(data_dir, tmp_path):
                "--data-dir", str(data_dir), "--output", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert rc != 0
     assert not (out / "effmodel.sqlite").exists()
+
+
+def test_export_nir_from_model_file(outside_h5, data_dir, tmp_path):
+    """``export --model-file`` writes a NIR graph that ``nir.read`` loads back;
+    what NIR cannot express (asymmetric 'same' padding of the stride-2 layer
+    of the outside model) is a one-line error and writes nothing."""
+    nir = pytest.importorskip("nir")
+    pytest.importorskip("effmodel_norse")
+    from effmodel.keras_compat import import_keras
+
+    keras = import_keras()
+    L = keras.layers
+    simple = keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)), L.Conv2D(4, 3, activation="relu", name="c"),
+                               L.AveragePooling2D(2, name="p"), L.Flatten(name="f"), L.Dense(10, activation="softmax", name="d")])
+    path = tmp_path / "simple.h5"
+    simple.save(str(path))
+    common = ["--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")]
+    out = tmp_path / "simple.nir"
+    assert main(["export", "--format", "nir", "--model-file", str(path), "--output", str(out), *common]) == 0
+    graph = nir.read(str(out))
+    assert sum(type(n).__name__ == "Conv2d" for n in graph.nodes.values()) == 1
+    assert sum(type(n).__name__ == "Affine" for n in graph.nodes.values()) == 1
+
+    bad = tmp_path / "outside.nir"
+    assert main(["export", "--format", "nir", "--model-file", str(outside_h5), "--output", str(bad), *common]) == 2
+    assert not bad.exists()

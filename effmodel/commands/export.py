@@ -19,7 +19,9 @@ FORMATS = ("nir",)
 
 
 def export_command(
-    model: str = typer.Option(..., "--model", help="Architecture name (see `effmodel architectures`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Architecture name (see `effmodel architectures`)."),
+    model_file: Optional[Path] = typer.Option(None, "--model-file", help="A trained Keras model (.h5/.keras) instead of --model."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of --model-file (default: inferred from its input shape)."),
     output: Path = typer.Option(..., "--output", help="File to write, e.g. smallcnn1.nir."),
     format: str = typer.Option("nir", "--format", help="Output format: nir."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder (else EFFMODEL_DATA_DIR, else download)."),
@@ -40,17 +42,18 @@ def export_command(
         from effmodel_norse.nir_export import to_nir_graph
     except ModuleNotFoundError as exc:
         raise UsageError(f"NIR export needs the effmodel-norse plugin and nir ({exc.name} is not installed)") from None
-    from ..pipeline import converted_network
+    from ..pipeline import RunSettings, converted_from_file, converted_network
     from ..simulation import NormalisationSettings
 
-    network = converted_network(
-        model_name=model,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        epochs=epochs,
-        seed=seed,
-        normalisation=NormalisationSettings(percentile=percentile, max2avg_pool=max2avg_pool),
-    )
+    if (model is None) == (model_file is None):
+        raise UsageError("give exactly one of --model NAME or --model-file PATH")
+    norm = NormalisationSettings(percentile=percentile, max2avg_pool=max2avg_pool)
+    if model_file is not None:
+        settings = RunSettings(data_dir=data_dir, cache_dir=cache_dir, normalisation=norm)
+        _, network = converted_from_file(model_file, dataset, settings)
+    else:
+        network = converted_network(model_name=model, data_dir=data_dir, cache_dir=cache_dir, epochs=epochs,
+                                    seed=seed, normalisation=norm)
     graph = to_nir_graph(network)  # raises UsageError for what NIR cannot express, before writing anything
     import nir
 
