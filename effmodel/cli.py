@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from .commands import info, pipeline_commands
+from .commands import export, info, pipeline_commands, report, sweep
 
 app = typer.Typer(
     name="effmodel",
@@ -29,27 +29,9 @@ app.command("architectures")(info.architectures_command)
 app.command("cost-models")(info.cost_models_command)
 app.command("train")(pipeline_commands.train_command)
 app.command("run")(pipeline_commands.run_command)
-
-
-def _attach_optional() -> None:
-    """Commands contributed by modules that may not exist yet in a checkout."""
-    import importlib
-
-    for module, name, func in (
-        ("effmodel.commands.report", "report", "report_command"),
-        ("effmodel.commands.sweep", "sweep", "sweep_command"),
-        ("effmodel.commands.export", "export", "export_command"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.command(name)(getattr(mod, func))
-
-
-_attach_optional()
+app.command("sweep")(sweep.sweep_command)
+app.command("report")(report.report_command)
+app.command("export")(export.export_command)
 
 
 def main(argv: list[str] | None = None) -> int:
