@@ -104,7 +104,7 @@ def run_command(
             status = "complete"
         finally:
             store.finish_run(run_id, status)
-            results, _ = store.export_csv(run_id)
+            results, _ = store.export_csv()  # the CSVs mirror every result stored in DIR
         typer.echo(f"results: {results} (run {run_id}); store: {store.path}")
         print_table2(store.results(run_id))
 
