@@ -22,6 +22,12 @@ Options (``SimulationConfig.options``):
     membrane potential precision, ``"float32"`` (default) or ``"float64"``.
 ``device``
     torch device; default ``cuda`` when available, else ``cpu``.
+``readout``
+    ``"potential"`` (default): as below.  ``"spikes"``: snntoolbox's INI
+    rule: the class with the most output spikes, the lowest index on ties,
+    and no class (counted wrong) while no output neuron has spiked.  Total
+    SynOps are the same either way; the early-step error, and so the
+    threshold step, differ (see the INIsim/Norse agreement test).
 
 Input: analog (the first layer receives ``W x + b`` at every step, computed
 once per batch) or Poisson (a pixel of intensity ``p`` spikes with probability
@@ -50,7 +56,7 @@ from effmodel.specs import ArchitectureSpec
 
 from .network import SpikeMaxPool, build_network, import_norse
 
-OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device")
+OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout")
 MODES = ("auto", "layerwise", "stepwise")
 
 
@@ -77,6 +83,9 @@ class NorseSession:
         if mode not in MODES:
             raise UsageError(f"norse mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = choose_mode(self.spec) if mode == "auto" else mode
+        self.readout = str(opts.get("readout", "potential"))
+        if self.readout not in ("potential", "spikes"):
+            raise UsageError(f"norse readout must be 'potential' or 'spikes', got {self.readout!r}")
         dtype_name = str(opts.get("dtype", "float32"))
         if dtype_name not in ("float32", "float64"):
             raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
@@ -177,6 +186,8 @@ class NorseSession:
             best = counts.amax(-1, keepdim=True)
             score = torch.where(counts == best, v.to(torch.float64), torch.tensor(-torch.inf, dtype=torch.float64, device=dev))
             pred_t = score.argmax(-1)  # (tc, B)
+            if self.readout == "spikes":
+                pred_t = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(pred_t, -1))
             correct[t0 : t0 + tc] = (pred_t == labels).sum(1)
             pred = pred_t[-1]
             t0 += tc
