@@ -87,7 +87,20 @@ class Inputs:
     source: str
 
 
-def load_inputs(directory: str | Path) -> Inputs:
+def load_inputs(directory: str | Path | Sequence[str | Path]) -> Inputs:
+    """Read one output directory, or several (e.g. a reference run and a
+    sweep) whose tables are concatenated."""
+    import pandas as pd
+
+    dirs = [directory] if isinstance(directory, (str, Path)) else list(directory)
+    parts = [_load_one(d) for d in dirs]
+    if len(parts) == 1:
+        return parts[0]
+    cat = lambda name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)  # noqa: E731
+    return Inputs(cat("results"), cat("timesteps"), cat("layers"), cat("runs"), " + ".join(p.source for p in parts))
+
+
+def _load_one(directory: str | Path) -> Inputs:
     """Read the store (preferred) or the CSV exports of ``directory``."""
     import pandas as pd
 
@@ -589,7 +602,7 @@ def provenance_section(inp: Inputs) -> Section:
     return sec
 
 
-def build(directory: str | Path, title: str = "effmodel report") -> Document:
+def build(directory: str | Path | Sequence[str | Path], title: str = "effmodel report") -> Document:
     """The whole report of one output directory."""
     from . import stats
 
@@ -738,10 +751,13 @@ def write(doc: Document, output: str | Path, formats: Sequence[str] = FORMATS) -
     return written
 
 
-def generate(input_dir: str | Path, output: str | Path | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Build the report of ``input_dir`` and write it (default: into ``input_dir``)."""
+def generate(
+    input_dir: str | Path | Sequence[str | Path], output: str | Path | None = None, formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """Build the report of one or more output folders and write it (default: into the first)."""
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsageError(f"--format: unknown {', '.join(bad) or '(empty)'} (use {', '.join(FORMATS)})")
     doc = build(input_dir)
-    return write(doc, output if output is not None else input_dir, formats)
+    first = input_dir if isinstance(input_dir, (str, Path)) else list(input_dir)[0]
+    return write(doc, output if output is not None else first, formats)

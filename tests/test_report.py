@@ -205,3 +205,17 @@ def test_layers_are_drawn_in_network_order():
     ly = pd.DataFrame({"run_id": "r", "model": "m", "simulator": "x", "layer": sorted(names)})  # as the store returns them
     assert sorted(names) != names
     assert list(report._in_network_order(ly, res)["layer"]) == names
+
+
+def test_several_input_folders_are_combined(tmp_path):
+    """``--input a,b`` (a reference run and a sweep) reads both stores."""
+    from effmodel.cli import main
+    from effmodel.report import load_inputs
+
+    a, b = build_store(tmp_path / "a", n_sweep=4), build_store(tmp_path / "b", n_sweep=6)
+    one, two = load_inputs(a), load_inputs(b)
+    both = load_inputs([a, b])
+    assert len(both.results) == len(one.results) + len(two.results)
+    assert len(both.timesteps) == len(one.timesteps) + len(two.timesteps)
+    assert main(["report", "--input", f"{a},{b}", "--format", "md", "--output", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report.md").is_file()

@@ -9,7 +9,7 @@ import typer
 
 
 def report_command(
-    input: Path = typer.Option(..., "--input", "-i", help="Output directory of `effmodel run`/`sweep` (effmodel.sqlite or results.csv)."),
+    input: str = typer.Option(..., "--input", "-i", help="Output directory of `effmodel run`/`sweep` (effmodel.sqlite or results.csv); several, comma-separated, are combined."),
     format: str = typer.Option("html,md", "--format", help="Comma-separated formats: html (self-contained), md (PNG files beside it)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write report.html/report.md (default: the input directory)."),
 ) -> None:
@@ -17,6 +17,7 @@ def report_command(
     from ..report import generate
 
     formats = [f.strip().lower() for f in format.split(",") if f.strip()]
-    for path in generate(input, output, formats):
+    inputs = [Path(p.strip()) for p in input.split(",") if p.strip()]
+    for path in generate(inputs, output, formats):
         if path.suffix in (".html", ".md"):
             typer.echo(f"wrote {path}")
