@@ -61,11 +61,12 @@ MODES = ("auto", "layerwise", "stepwise")
 
 
 def choose_mode(spec: ArchitectureSpec) -> str:
-    """The faster mode for ``spec``: ``layerwise``.  Measured on SmallCNN1 and
-    MediumCNN2 (2 shared cores, batch 50, T 100; see the plugin README),
-    the two modes were equal within the (large) noise of a shared machine;
-    layerwise issues fewer, larger ops, which helps when cores are contended."""
-    return "layerwise"
+    """The faster mode for ``spec``: ``stepwise``.  Measured side by side on an
+    otherwise idle 2-core machine (batch 50, T 100, 100 images, medians of 3,
+    ``benchmarks/simulators.py``): SmallCNN1 stepwise 15,623 vs layerwise
+    14,119 images x steps/s, MediumCNN2 1,593 vs 1,573; stepwise also peaks
+    lower in memory.  On a contended machine the two were equal within noise."""
+    return "stepwise"
 
 
 class NorseSession:
