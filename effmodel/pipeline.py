@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -260,7 +260,7 @@ def run_item(
     :param network: an already converted network (``--model-file``); skips training.
     :returns: the stored results row.
     """
-    from .conversion import convert, convert_trained
+    from .conversion import convert_trained
     from .training import evaluate, load_model
 
     say = log or (lambda m: print(m, file=sys.stderr))
@@ -318,7 +318,8 @@ def run_item(
     for r in layers:
         r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator}
     store.write_result(row, timesteps, layers)
-    shutil.rmtree(config.workdir, ignore_errors=True) if config.workdir and not settings.simulator_options.get("keep_workdir") else None
+    if config.workdir and not settings.simulator_options.get("keep_workdir"):
+        shutil.rmtree(config.workdir, ignore_errors=True)
     return row
 
 
@@ -339,9 +340,6 @@ def select_specs(models: list[str] | None, datasets: list[str] | None) -> list[A
         raise UsageError("no architecture matches the given --models/--datasets")
     return specs
 
-
-def with_overrides(settings: RunSettings, **kw: Any) -> RunSettings:
-    return replace(settings, **kw)
 
 
 def converted_from_file(path: Path, dataset: str | None, settings: RunSettings) -> tuple[ArchitectureSpec, ConvertedNetwork]:

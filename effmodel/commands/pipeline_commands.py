@@ -70,7 +70,7 @@ def run_command(
     option: list[str] = typer.Option([], "--option", help="Simulator option KEY=VALUE (repeatable)."),
 ) -> None:
     """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison."""
-    from ..pipeline import RunSettings, run_item, select_specs
+    from ..pipeline import RunSettings, run_item
     from ..simulation import NormalisationSettings
     from ..store import Store
 

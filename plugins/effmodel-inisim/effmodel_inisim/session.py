@@ -19,7 +19,6 @@ the spec's spiking layers by order and checked by shape.
 from __future__ import annotations
 
 import contextlib
-import io
 import shutil
 import warnings
 from pathlib import Path
