@@ -172,6 +172,20 @@ class TimeScan(nn.Module):
         self.state = None
         self.v_trace = None
 
+    def _scan(self, current: torch.Tensor, state: Any, step: Any) -> torch.Tensor:
+        """Run ``step(x_t, state) -> (spikes, state)`` (a Norse state with ``v``)
+        over the chunk, keeping the state and, if asked, the membrane trace."""
+        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
+        for t in range(current.shape[0]):
+            z, state = step(current[t].to(self.dtype), state)
+            out[t] = z.to_dense() if z.is_sparse else z
+            if trace is not None:
+                trace[t] = state.v
+        self.state = state
+        self.v_trace = trace
+        return out
+
 
 class IFSubtract(TimeScan):
     """IF neuron with reset by subtraction (see the module docstring)."""
@@ -212,16 +226,7 @@ class NorseIAF(TimeScan):
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         state = self.state or self.State(v=torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device))
-        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
-        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
-        for t in range(current.shape[0]):
-            z, state = self.step(current[t].to(self.dtype), state, self.p)
-            out[t] = z
-            if trace is not None:
-                trace[t] = state.v
-        self.state = state
-        self.v_trace = trace
-        return out
+        return self._scan(current, state, lambda x, st: self.step(x, st, self.p))
 
 
 class NorseLIF(TimeScan):
@@ -244,17 +249,7 @@ class NorseLIF(TimeScan):
         if self.state is None:
             zeros = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
             self.state = self.State(v=zeros, i=zeros.clone())
-        state = self.state
-        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
-        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
-        for t in range(current.shape[0]):
-            z, state = self.step(current[t].to(self.dtype) * self.gain, state, self.p, self.dt)
-            out[t] = z.to_dense() if z.is_sparse else z
-            if trace is not None:
-                trace[t] = state.v
-        self.state = state
-        self.v_trace = trace
-        return out
+        return self._scan(current, self.state, lambda x, st: self.step(x * self.gain, st, self.p, self.dt))
 
 
 class SpikeMaxPool(TimeScan):
