@@ -1,8 +1,21 @@
-"""Where effmodel finds its reference data and keeps its caches."""
+"""Where effmodel finds its reference data and keeps its caches.
+
+The reference data ships as package data of the distribution that owns it,
+so it is found the same way in an editable checkout and in an ordinary wheel
+install (read through :mod:`importlib.resources`):
+
+- ``effmodel_reference/data/architectures/*.toml`` and ``table2.csv``
+  (distribution ``effmodel-reference``);
+- ``effmodel_costs/data/cost_models.toml`` (distribution ``effmodel-costs``).
+
+``EFFMODEL_REFERENCE_DIR`` overrides all three with one folder laid out as
+``architectures/``, ``table2.csv`` and ``cost_models.toml``.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from .errors import UsageError
@@ -11,15 +24,48 @@ REFERENCE_ENV = "EFFMODEL_REFERENCE_DIR"
 CACHE_ENV = "EFFMODEL_CACHE_DIR"
 
 
-def reference_data_dir() -> Path:
-    """The repository's ``data/`` folder (architecture specs, Table 2, cost
-    presets).  ``EFFMODEL_REFERENCE_DIR`` overrides it; effmodel is installed
-    in editable mode from its checkout, so the folder sits beside the package."""
+def _override() -> Path | None:
     raw = os.environ.get(REFERENCE_ENV)
-    d = Path(raw) if raw else Path(__file__).resolve().parent.parent / "data"
-    if not (d / "architectures").is_dir():
-        raise UsageError(f"reference data folder not found at {d}; set {REFERENCE_ENV} to effmodel's data/ folder")
+    if not raw:
+        return None
+    d = Path(raw).expanduser()
+    if not d.is_dir():
+        raise UsageError(f"{REFERENCE_ENV}={raw} is not a folder")
     return d
+
+
+def _package_data(package: str, distribution: str) -> Path:
+    """``<package>/data`` of an installed distribution, as a filesystem path."""
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise UsageError(f"reference data needs the {distribution} distribution, which is not installed; "
+                         f"install it or set {REFERENCE_ENV}") from None
+    path = Path(str(root / "data"))
+    if not path.is_dir():
+        raise UsageError(f"{distribution} is installed without its data folder ({path}); reinstall it")
+    return path
+
+
+def architectures_dir() -> Path:
+    """The eight reference architecture specs (``*.toml``)."""
+    override = _override()
+    d = override / "architectures" if override else _package_data("effmodel_reference", "effmodel-reference") / "architectures"
+    if not d.is_dir():
+        raise UsageError(f"reference architectures folder not found at {d}")
+    return d
+
+
+def table2_csv() -> Path:
+    """The 2019 report's Table 2 (may be absent under an override folder)."""
+    override = _override()
+    return override / "table2.csv" if override else _package_data("effmodel_reference", "effmodel-reference") / "table2.csv"
+
+
+def cost_models_toml() -> Path:
+    """The cost-model presets."""
+    override = _override()
+    return override / "cost_models.toml" if override else _package_data("effmodel_costs", "effmodel-costs") / "cost_models.toml"
 
 
 def cache_dir(option: str | Path | None = None) -> Path:

@@ -138,18 +138,17 @@ def _paper() -> tuple[Any, dict[str, int]]:
     import pandas as pd
 
     from .counting import count_network
-    from .paths import reference_data_dir
+    from .paths import architectures_dir, table2_csv
     from .specs import load_spec_dir
 
     try:
-        ref = reference_data_dir()
+        path = table2_csv()
     except UsageError:
         return None, {}
-    path = ref / "table2.csv"
     table = pd.read_csv(path) if path.is_file() else None
     params: dict[str, int] = {}
     try:
-        for spec in load_spec_dir(ref / "architectures"):
+        for spec in load_spec_dir(architectures_dir()):
             params[spec.name] = count_network(spec).params
     except (UsageError, OSError):
         params = {"LargeCNN1": 68282}  # the report's one typo
@@ -346,7 +345,7 @@ def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int]) -> Sect
 
     sec = Section("Table 2: the report beside ours")
     if paper is None:
-        sec.blocks.append(Text("The report's Table 2 (data/table2.csv) was not found; nothing to compare."))
+        sec.blocks.append(Text("The report's Table 2 (effmodel_reference/data/table2.csv) was not found; nothing to compare."))
         return sec
     p = {r["model"]: r for r in paper.to_dict("records")}
     res = inp.results
@@ -556,7 +555,7 @@ def methods_section() -> Section:
     """Every counting convention, copied from the modules that implement it."""
     from . import costs, counting, stats, threshold
     from .costs import load_cost_models
-    from .paths import reference_data_dir
+    from .paths import cost_models_toml
 
     sec = Section("Methods: counting conventions")
     sec.blocks.append(Text("The definitions below are the docstrings of the code that computes the numbers."))
@@ -565,7 +564,7 @@ def methods_section() -> Section:
         sec.blocks.append(Text(title))
         sec.blocks.append(Pre((mod.__doc__ or "").strip()))
     try:
-        models = load_cost_models(reference_data_dir() / "cost_models.toml")
+        models = load_cost_models(cost_models_toml())
     except UsageError:
         models = []
     if models:
@@ -573,7 +572,7 @@ def methods_section() -> Section:
                                  "MAC:SynOp", "source"],
                                 [[m.name, f"{m.mac:g}", f"{m.add:g}", f"{m.synop:g}", f"{m.neuron_update:g}", m.ann_convention,
                                   m.flop_convention, m.unit, f"{m.mac_to_synop:.1f}", m.citation] for m in models],
-                                "Cost-model presets (data/cost_models.toml)"))
+                                "Cost-model presets (effmodel_costs/data/cost_models.toml)"))
     return sec
 
 

@@ -45,10 +45,12 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def table2_path() -> Path:
-    for p in (SHARED / "reference" / "table2.csv", REPO / "data" / "table2.csv"):
+    from effmodel.paths import table2_csv
+
+    for p in (SHARED / "reference" / "table2.csv", table2_csv()):
         if p.is_file():
             return p
-    pytest.skip("table2.csv not found in ../shared/reference or data/")
+    pytest.skip("table2.csv not found in ../shared/reference or effmodel_reference/data/")
 
 
 @pytest.fixture

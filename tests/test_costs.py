@@ -9,18 +9,18 @@ import pytest
 from effmodel.costs import CostModel, load_cost_models
 from effmodel.counting import LayerCount, NetworkCount, count_network
 from effmodel.errors import UsageError
-from effmodel.paths import reference_data_dir
+from effmodel.paths import architectures_dir, cost_models_toml
 from effmodel.specs import load_spec_file
 
 
 @pytest.fixture(scope="module")
 def presets():
-    return {m.name: m for m in load_cost_models(reference_data_dir() / "cost_models.toml")}
+    return {m.name: m for m in load_cost_models(cost_models_toml())}
 
 
 @pytest.fixture(scope="module")
 def smallcnn1():
-    return count_network(load_spec_file(reference_data_dir() / "architectures" / "1-SmallCNN1.toml"))
+    return count_network(load_spec_file(architectures_dir() / "1-SmallCNN1.toml"))
 
 
 def _network_with_flops(flops: int) -> NetworkCount:

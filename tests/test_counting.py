@@ -19,7 +19,7 @@ import pytest
 
 from effmodel import counting
 from effmodel.specs import ArchitectureSpec, LayerSpec, load_spec_dir
-from effmodel.paths import reference_data_dir
+from effmodel.paths import architectures_dir
 
 
 # --- brute force ------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_dense_and_output_fanout_and_synops():
 
 @pytest.fixture(scope="module")
 def reference():
-    return {s.name: s for s in load_spec_dir(reference_data_dir() / "architectures")}
+    return {s.name: s for s in load_spec_dir(architectures_dir())}
 
 
 # exact trainable parameters from /work/shared/reference/architectures.md

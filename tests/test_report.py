@@ -17,7 +17,7 @@ import pytest
 from effmodel import report, sweep
 from effmodel.counting import count_network
 from effmodel.errors import UsageError
-from effmodel.paths import reference_data_dir
+from effmodel.paths import architectures_dir
 from effmodel.specs import load_spec_dir
 from effmodel.store import Store
 from effmodel.threshold import synops_at_step, threshold_step
@@ -66,7 +66,7 @@ def build_store(directory: Path, n_sweep: int = 14) -> Path:
     rng = np.random.default_rng(0)
     with Store(directory) as store:
         run = store.start_run("effmodel run --simulator fake --num-test 100", {"settings": {"simulator": "fake"}})
-        for spec in load_spec_dir(reference_data_dir() / "architectures"):
+        for spec in load_spec_dir(architectures_dir()):
             store.write_result(*_result(spec, "reference", run, 0, rng))
         store.finish_run(run)
         run = store.start_run("effmodel sweep --simulator fake --seeds 0,1", {"settings": {"simulator": "fake"}})

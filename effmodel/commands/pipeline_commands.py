@@ -152,11 +152,14 @@ def _progress(name: str, done: int, total: int) -> None:
 
 def print_table2(rows: list[dict]) -> None:
     """Our results beside the report's Table 2 where it has the model."""
-    from ..paths import reference_data_dir
+    from ..paths import table2_csv
 
     paper = {}
-    path = reference_data_dir() / "table2.csv"
-    if path.is_file():
+    try:
+        path = table2_csv()
+    except UsageError:
+        path = None
+    if path is not None and path.is_file():
         with open(path) as f:
             paper = {r["model"]: r for r in csv.DictReader(f)}
     head = (f"{'model':<12}{'sim':<8}{'ANN acc':>9}{'paper':>7}{'MFLOPs':>9}{'paper':>7}{'Total-C':>9}{'paper':>8}"

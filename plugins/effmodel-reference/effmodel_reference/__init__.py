@@ -1,10 +1,10 @@
-"""Built-in plugin: the eight reference CNNs (from ``data/architectures``),
+"""Built-in plugin: the eight reference CNNs (package data ``effmodel_reference/data/architectures``),
 MNIST and CIFAR-10."""
 
 from __future__ import annotations
 
 from effmodel import hookimpl
-from effmodel.paths import reference_data_dir
+from effmodel.paths import architectures_dir
 from effmodel.specs import load_spec_dir
 
 from .datasets import CIFAR10, MNIST
@@ -12,7 +12,7 @@ from .datasets import CIFAR10, MNIST
 
 @hookimpl
 def register_architectures(register):
-    for spec in load_spec_dir(reference_data_dir() / "architectures"):
+    for spec in load_spec_dir(architectures_dir()):
         register(spec)
 
 
