@@ -4,7 +4,8 @@ Commands live in :mod:`effmodel.commands`, one module each, and are attached
 here.  Nothing in this module imports TensorFlow or torch: ``effmodel --help``
 and ``effmodel plugins`` must stay fast.  User errors
 (:class:`effmodel.errors.EffmodelError`) end in one line on stderr and a
-non-zero exit, never a traceback.
+non-zero exit, never a traceback; ``--debug`` (or ``EFFMODEL_DEBUG=1``)
+adds the traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback after an error's one-line message (same as EFFMODEL_DEBUG=1).",
+    ),
+) -> None:
+    """Options that apply to every command."""
+    if debug:
+        import os
+
+        os.environ["EFFMODEL_DEBUG"] = "1"  # read by errors.debug_enabled, also in plugin warnings
+
+
 app.command("plugins")(info.plugins_command)
 app.command("architectures")(info.architectures_command)
 app.command("cost-models")(info.cost_models_command)
@@ -36,11 +52,12 @@ app.command("export")(export.export_command)
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line."""
-    from .errors import EffmodelError
+    from .errors import EffmodelError, debug_enabled, print_traceback_if_debug
 
     try:
         app(args=argv, standalone_mode=False)
     except EffmodelError as exc:
+        print_traceback_if_debug(exc)
         print(f"effmodel: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except typer.Abort:
@@ -55,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             print(f"effmodel: error: {exc.format_message()}", file=sys.stderr)
             return exc.exit_code
-        raise
+        if debug_enabled():
+            raise
+        message = " ".join(str(exc).split())
+        print(f"effmodel: error: unexpected {type(exc).__name__}: {message} "
+              "(a bug; rerun with --debug or EFFMODEL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,3 +21,26 @@ class SimulationError(EffmodelError):
     """A simulator could not run the network as asked."""
 
     exit_code = 4
+
+
+class PluginError(EffmodelError):
+    """A plugin broke its contract: raised inside one of its calls, or
+    returned something impossible.  The message names the plugin and the call."""
+
+    exit_code = 5
+
+
+def debug_enabled() -> bool:
+    """``EFFMODEL_DEBUG=1`` (or the CLI's ``--debug``): show tracebacks too."""
+    import os
+
+    return os.environ.get("EFFMODEL_DEBUG", "").strip() not in ("", "0")
+
+
+def print_traceback_if_debug(exc: BaseException) -> None:
+    """The full traceback (with its causes) on stderr, only in debug mode."""
+    if debug_enabled():
+        import sys
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

@@ -13,15 +13,24 @@ Environment variables:
     comma-separated entry-point names never to load.
 ``EFFMODEL_TRACE_HOOKS``
     if set (non-empty), every hook call per plugin is traced on stderr.
+``EFFMODEL_DEBUG``
+    ``1``: every plugin failure reported in one line is followed by its traceback.
+
+Every registered object is checked against its hook's protocol
+(:func:`registration_problem`); a wrong one is skipped with a one-line
+warning naming the plugin.  Calls into a plugin's objects go through
+:func:`plugin_call`, which turns an exception into one
+:class:`~effmodel.errors.PluginError` line naming the plugin and the call.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import pluggy
 
@@ -41,9 +50,13 @@ _owners: dict[tuple[str, str], str] = {}  # (hook, registered name) -> plugin
 T = TypeVar("T")
 
 
-def warn(message: str) -> None:
-    """One line on stderr, never a traceback."""
+def warn(message: str, exc: BaseException | None = None) -> None:
+    """One line on stderr; ``exc``'s traceback follows only with ``EFFMODEL_DEBUG=1``."""
     print(f"effmodel: warning: {message}", file=sys.stderr)
+    if exc is not None:
+        from .errors import print_traceback_if_debug
+
+        print_traceback_if_debug(exc)
 
 
 def _names_from_env(var: str) -> set[str] | None:
@@ -71,12 +84,12 @@ def load_plugins() -> None:
         try:
             plugin = ep.load()
         except Exception as exc:  # one bad plugin must not break the others
-            warn(f"plugin {ep.name!r} failed to load: {type(exc).__name__}: {exc}")
+            warn(f"plugin {ep.name!r} failed to load: {type(exc).__name__}: {exc}", exc)
             continue
         try:
             pm.register(plugin, name=ep.name)
         except Exception as exc:
-            warn(f"plugin {ep.name!r} could not be registered: {type(exc).__name__}: {exc}")
+            warn(f"plugin {ep.name!r} could not be registered: {type(exc).__name__}: {exc}", exc)
             continue
         dist = getattr(ep, "dist", None)
         _dists[ep.name] = (dist.name, dist.version) if dist is not None else ("?", "?")
@@ -126,7 +139,12 @@ def _collect(hook_name: str) -> dict[str, Any]:
         def register(obj: Any, _plugin: str = plugin_name) -> None:
             name = getattr(obj, "name", None)
             if not isinstance(name, str) or not name:
-                raise TypeError(f"{hook_name} got an object without a name: {obj!r}")
+                warn(f"plugin {_plugin!r}: {hook_name} got an object without a name, skipped: {_short_repr(obj)}")
+                return
+            problem = registration_problem(hook_name, obj)
+            if problem:
+                warn(f"plugin {_plugin!r}: {hook_name} {name!r} skipped: {problem}")
+                return
             if name in found:
                 warn(f"plugin {_plugin!r}: {hook_name} duplicate name {name!r} skipped")
                 return
@@ -138,9 +156,86 @@ def _collect(hook_name: str) -> dict[str, Any]:
         try:
             impl.function(register=register)
         except Exception as exc:
-            warn(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+            warn(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {_one_line(exc)}", exc)
     _registries[hook_name] = found
     return found
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    return (msg[:300] + "...") if len(msg) > 300 else msg
+
+
+def _short_repr(obj: Any) -> str:
+    text = " ".join(repr(obj).split())
+    return (text[:80] + "...") if len(text) > 80 else text
+
+
+def registration_problem(hook_name: str, obj: Any) -> str | None:
+    """Why ``obj`` does not satisfy ``hook_name``'s protocol (None if it does).
+
+    Tolerant of extra attributes and of new fields in the core's dataclasses:
+    only what the core relies on is checked.
+    """
+    if hook_name == "register_architectures":
+        from .specs import ArchitectureSpec, validate
+
+        if not isinstance(obj, ArchitectureSpec):
+            return f"expected an effmodel.specs.ArchitectureSpec, got {type(obj).__name__}"
+        try:
+            validate(obj)
+        except Exception as exc:  # noqa: BLE001 - any broken spec is skipped, not fatal
+            return f"invalid architecture: {_one_line(exc)}"
+        return None
+    if hook_name == "register_datasets":
+        shape = getattr(obj, "input_shape", None)
+        if not callable(getattr(obj, "load", None)):
+            return f"a dataset needs a load(data_dir) method; {type(obj).__name__} has none"
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+            return f"input_shape must be (height, width, channels) of positive ints, got {shape!r}"
+        classes = getattr(obj, "num_classes", None)
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 2:
+            return f"num_classes must be an int >= 2, got {classes!r}"
+        fraction = getattr(obj, "validation_fraction", None)
+        if not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            return f"validation_fraction must be a number in [0, 1), got {fraction!r}"
+        return None
+    if hook_name == "register_simulators":
+        if not callable(getattr(obj, "open", None)):
+            return f"a simulator needs an open(network, config) method; {type(obj).__name__} has none"
+        if not isinstance(getattr(obj, "description", None), str):
+            return "a simulator needs a one-line str description"
+        return None
+    if hook_name == "register_cost_models":
+        from .costs import CostModel, validate_cost_model
+
+        if not isinstance(obj, CostModel):
+            return f"expected an effmodel.costs.CostModel, got {type(obj).__name__}"
+        problems = validate_cost_model(obj)
+        return "; ".join(problems) if problems else None
+    return None
+
+
+@contextmanager
+def plugin_call(hook_name: str, name: str, kind: str, call: str) -> Iterator[None]:
+    """Run a call into a registered object; an exception becomes one line.
+
+    ``with plugin_call("register_simulators", "norse", "simulator", "run_batch"): ...``
+    turns anything but an :class:`~effmodel.errors.EffmodelError` (already a
+    one-line message for the user) into a :class:`~effmodel.errors.PluginError`
+    naming the plugin, the object and the call; the original exception is its
+    ``__cause__`` (shown with ``EFFMODEL_DEBUG=1``).
+    """
+    from .errors import EffmodelError, PluginError
+
+    try:
+        yield
+    except EffmodelError:
+        raise
+    except Exception as exc:
+        owner = _owners.get((hook_name, name))
+        who = f"plugin {owner!r} ({kind} {name!r})" if owner else f"{kind} {name!r}"
+        raise PluginError(f"{who} failed in {call}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 def owner_of(hook_name: str, name: str) -> str | None:

@@ -197,7 +197,11 @@ def simulate(
 
     :raises UsageError: if ``batches`` yields no image.
     """
-    session = simulator.open(network, config)
+    from .contract import check_batch_result
+    from .plugins import plugin_call
+
+    with plugin_call("register_simulators", simulator.name, "simulator", "open"):
+        session = simulator.open(network, config)
     correct = np.zeros(config.duration, dtype=np.int64)
     synops: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}
@@ -211,8 +215,9 @@ def simulate(
         for x, y in batches:
             if len(x) == 0:
                 continue
-            r = session.run_batch(x, y)
-            _check_batch(r, config.duration, len(x), simulator.name)
+            with plugin_call("register_simulators", simulator.name, "simulator", "run_batch"):
+                r = session.run_batch(x, y)
+            check_batch_result(r, network.simulated_spec, config, len(x), simulator.name)
             correct += r.correct_t
             for key, v in r.synops_t.items():
                 synops[key] = synops.get(key, 0) + np.asarray(v, dtype=np.int64)
@@ -227,7 +232,8 @@ def simulate(
             if progress is not None:
                 progress(len(x))
     finally:
-        session.close()
+        with plugin_call("register_simulators", simulator.name, "simulator", "close"):
+            session.close()
     if n == 0:
         raise UsageError("the test set is empty: nothing to simulate")
     wall = time.perf_counter() - started
@@ -253,18 +259,6 @@ def simulate(
         metadata=metadata,
         first_batch_spike_counts=first_counts,
     )
-
-
-def _check_batch(r: BatchResult, duration: int, size: int, name: str) -> None:
-    from .errors import SimulationError
-
-    if np.shape(r.correct_t) != (duration,):
-        raise SimulationError(f"simulator {name!r} returned correct_t of shape {np.shape(r.correct_t)}, expected ({duration},)")
-    if len(r.predictions) != size:
-        raise SimulationError(f"simulator {name!r} returned {len(r.predictions)} predictions for {size} images")
-    for key, v in r.synops_t.items():
-        if np.shape(v) != (duration,):
-            raise SimulationError(f"simulator {name!r}: synops_t[{key!r}] has shape {np.shape(v)}")
 
 
 def _merge_extras(extras: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,150 @@
+"""The simulator contract: what the core accepts from a session's ``run_batch``.
+
+A simulator plugin's :class:`~effmodel.simulation.BatchResult` is checked
+against the spec that was simulated before anything is merged, so that an
+impossible figure (spikes of shape ``(B, T)``, a misspelt layer name, a
+negative count) stops the run with one line naming the plugin, the field,
+what was expected and what was got, instead of being stored.
+
+Checked per batch of ``B`` images simulated for ``T`` steps:
+
+- ``correct_t``: shape ``(T,)``, integers in ``[0, B]``;
+- ``synops_t`` and ``spikes_t``: keys equal the spec's spiking-layer names
+  (:func:`effmodel.counting.spiking_layer_indices`), plus ``"input"`` only
+  with Poisson input; every value of shape ``(T,)``, non-negative integers;
+- spikes per step never exceed that layer's neurons x ``B``;
+- ``predictions``: shape ``(B,)``, integer class indices of the output layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .counting import count_network, spiking_layer_indices
+from .errors import PluginError
+from .simulation import BatchResult, SimulationConfig
+from .specs import ArchitectureSpec
+
+INPUT_KEY = "input"  # Poisson-coded input spikes, counted like a layer
+
+
+def culprit(hook_name: str, name: str, kind: str) -> str:
+    """``plugin 'p' (simulator 'x')``, or ``simulator 'x'`` if no plugin registered it."""
+    from . import plugins
+
+    owner = plugins.owner_of(hook_name, name)
+    return f"plugin {owner!r} ({kind} {name!r})" if owner else f"{kind} {name!r}"
+
+
+def expected_layers(spec: ArchitectureSpec, input_encoding: str) -> dict[str, int]:
+    """Spiking-layer name -> neurons (per image) that ``synops_t``/``spikes_t`` may hold."""
+    counts = count_network(spec)
+    out = {spec.layers[i].name: counts.layers[i].neurons for i in spiking_layer_indices(spec)}
+    if input_encoding == "poisson":
+        out[INPUT_KEY] = int(np.prod(spec.input_shape))
+    return out
+
+
+def check_batch_result(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int, simulator: str) -> None:
+    """Raise a one-line :class:`PluginError` if ``result`` breaks the contract.
+
+    ``spec`` is the simulated spec, ``batch`` the number of images given to
+    ``run_batch``, ``simulator`` the registered simulator's name.
+    """
+    problem = batch_problem(result, spec, config, batch)
+    if problem:
+        who = culprit("register_simulators", simulator, "simulator")
+        raise PluginError(f"{who} broke the simulator contract in run_batch: {problem}")
+
+
+def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int) -> str | None:
+    """The first way ``result`` breaks the contract, as ``field: expected ..., got ...``; None if it keeps it."""
+    T = int(config.duration)
+    if not isinstance(result, BatchResult):
+        return f"returned a {type(result).__name__}, expected an effmodel.simulation.BatchResult"
+    problem = _counts("correct_t", result.correct_t, T, upper=batch, upper_text=f"the batch size {batch}")
+    if problem:
+        return problem
+    layers = expected_layers(spec, config.input_encoding)
+    for field in ("synops_t", "spikes_t"):
+        values = getattr(result, field)
+        if not isinstance(values, Mapping):
+            return f"{field}: expected a mapping layer name -> counts, got a {type(values).__name__}"
+        problem = _keys(field, values, layers, spec, config.input_encoding)
+        if problem:
+            return problem
+        for key, v in values.items():
+            bound = layers[key] * batch if field == "spikes_t" else None
+            text = f"{layers[key]} neurons x {batch} images = {bound}" if bound is not None else ""
+            problem = _counts(f"{field}[{key!r}]", v, T, upper=bound, upper_text=text)
+            if problem:
+                return problem
+    preds = np.asarray(result.predictions)
+    if preds.shape != (batch,):
+        return f"predictions: expected shape ({batch},), got {preds.shape}"
+    classes = _num_classes(spec)
+    bad = _first_bad(preds, lower=0, upper=classes - 1 if classes else None)
+    if bad is not None:
+        i, value = bad
+        if isinstance(value, str):
+            return f"predictions: expected integer class indices, got {value}"
+        return f"predictions: expected class indices in [0, {classes - 1}], got {value!r} for image {i}"
+    return None
+
+
+def _keys(field: str, values: Mapping[str, Any], layers: Mapping[str, int], spec: ArchitectureSpec, encoding: str) -> str | None:
+    required = set(layers) - ({INPUT_KEY} if encoding == "poisson" else set())
+    got = set(values)
+    missing, unknown = sorted(required - got), sorted(got - set(layers))
+    if not missing and not unknown:
+        return None
+    parts = []
+    if unknown:
+        parts.append(f"unknown key(s) {', '.join(map(repr, unknown))}")
+    if missing:
+        parts.append(f"missing {', '.join(map(repr, missing))}")
+    names = ", ".join(repr(n) for n in layers)
+    return f"{field}: expected the spiking layers of {spec.name!r} ({names}), got {'; '.join(parts)}"
+
+
+def _counts(field: str, value: Any, T: int, upper: int | None, upper_text: str) -> str | None:
+    """Shape (T,), finite non-negative integers, at most ``upper`` each."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - a plugin may return anything
+        return f"{field}: expected an array of shape ({T},), got {type(value).__name__} ({exc})"
+    if arr.shape != (T,):
+        return f"{field}: expected shape ({T},) (one count per time step), got {arr.shape}"
+    bad = _first_bad(arr, lower=0, upper=upper)
+    if bad is None:
+        return None
+    t, v = bad
+    if isinstance(v, str):
+        return f"{field}: expected non-negative integers, got {v}"
+    if upper is not None and isinstance(v, (int, float)) and v > upper:
+        return f"{field}: expected at most {upper_text} per step, got {v!r} at step {t + 1}"
+    return f"{field}: expected non-negative integers, got {v!r} at step {t + 1}"
+
+
+def _first_bad(arr: np.ndarray, lower: int, upper: int | None) -> tuple[int, Any] | None:
+    """Index and value of the first element that is not an integer in [lower, upper]."""
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        return (0, f"values of dtype {arr.dtype}") if arr.size else None
+    flat = arr.reshape(-1)
+    ok = np.isfinite(flat) & (flat >= lower) if arr.dtype.kind == "f" else flat >= lower
+    if arr.dtype.kind == "f":
+        ok &= np.equal(np.floor(np.where(np.isfinite(flat), flat, 0)), flat)
+    if upper is not None:
+        ok &= flat <= upper
+    if ok.all():
+        return None
+    i = int(np.argmin(ok))
+    v = flat[i].item()
+    return i, (int(v) if isinstance(v, float) and v.is_integer() else v)
+
+
+def _num_classes(spec: ArchitectureSpec) -> int | None:
+    last = spec.weight_layers[-1] if spec.weight_layers else None
+    return int(last.units) if last is not None and last.type == "dense" else None
