@@ -23,25 +23,29 @@ Options (``SimulationConfig.options``):
 ``device``
     torch device; default ``cuda`` when available, else ``cpu``.
 ``readout``
-    ``"potential"`` (default): as below.  ``"spikes"``: snntoolbox's INI
-    rule: the class with the most output spikes, the lowest index on ties,
-    and no class (counted wrong) while no output neuron has spiked.  Total
-    SynOps are the same either way; the early-step error, and so the
-    threshold step, differ (see the INIsim/Norse agreement test).
+    deprecated alias of the core setting ``SimulationConfig.readout``
+    (``effmodel run --readout``); when given it wins over the core setting.
 
 Input: analog (the first layer receives ``W x + b`` at every step, computed
 once per batch) or Poisson (a pixel of intensity ``p`` spikes with probability
 ``p`` at each step; one torch generator seeded with ``config.seed`` per
 session).  Output: the classifier is a layer of the same spiking neurons;
-the prediction at step ``t`` is the class with the most output spikes up to
-``t``, ties broken by the highest membrane potential after step ``t``, then
-by the lowest class index.
+the prediction follows ``config.readout`` (:data:`effmodel.simulation.READOUTS`):
+``"spikes"`` (default, INIsim's rule): the class with the most output spikes
+up to ``t``, the lowest index on ties, no class (-1, wrong) before the first
+output spike; ``"potential"``: the most output spikes up to ``t``, ties broken
+by the highest membrane potential after step ``t``, then by the lowest index.
+Total SynOps are the same either way; the early-step error, and so the
+threshold step, differ.
 
 SynOps are counted by forward hooks on the neuron modules: spikes of a layer
 at each step times the exact fan-out of each neuron
 (:func:`effmodel.counting.fanout_map`, borders and padding included),
 accumulated in float64 (exact integers).  The first layer's analog input is
-not counted as SynOps (as in snntoolbox).
+not counted as SynOps (as in snntoolbox).  Poisson input spikes are events:
+they are counted as a layer named ``"input"`` (spikes, and SynOps = input
+spikes times the fan-out of each pixel, :func:`effmodel.counting.fanout_map`
+with index -1), the same convention as the ``inisim`` simulator.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ class NorseSession:
         if mode not in MODES:
             raise UsageError(f"norse mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = choose_mode(self.spec) if mode == "auto" else mode
-        self.readout = str(opts.get("readout", "potential"))
+        self.readout = str(opts.get("readout", config.readout))  # the option is an alias of --readout
         if self.readout not in ("potential", "spikes"):
             raise UsageError(f"norse readout must be 'potential' or 'spikes', got {self.readout!r}")
         dtype_name = str(opts.get("dtype", "float32"))
@@ -111,6 +115,10 @@ class NorseSession:
             if fan.ndim == 3:
                 fan = fan.transpose(2, 0, 1)
             self.fanout[st.info.name] = torch.from_numpy(np.ascontiguousarray(fan).reshape(-1).astype(np.float64)).to(self.device)
+        fan_in = fanout_map(self.spec, -1)  # Poisson input: spikes of the input are events
+        if fan_in.ndim == 3:
+            fan_in = fan_in.transpose(2, 0, 1)
+        self.input_fanout = torch.from_numpy(np.ascontiguousarray(fan_in).reshape(-1).astype(np.float64)).to(self.device)
         self.neurons_per_image = max(
             [int(np.prod(self.spec.input_shape))] + [int(np.prod(st.info.shape_hwc)) for st in self.stages]
         )
@@ -125,15 +133,20 @@ class NorseSession:
         """Forward hook: per-step spikes and SynOps of one layer's output chunk."""
 
         def hook(module, inputs, out):
-            tc, b = out.shape[:2]
-            per_neuron = out.reshape(tc, b, -1).sum(1).double()  # (tc, N); float32 sums of <= B ones are exact
-            acc = self._acc[name]
-            acc["spikes"][self._t0 : self._t0 + tc] = per_neuron.sum(1)
-            acc["synops"][self._t0 : self._t0 + tc] = per_neuron @ self.fanout[name]
-            if self._record:
-                acc["counts"] += out.sum(0).double()
+            self._count(name, out)
 
         return hook
+
+    def _count(self, name: str, out: torch.Tensor) -> None:
+        """Per-step spikes and SynOps of one layer's (or the input's) spike chunk."""
+        tc, b = out.shape[:2]
+        per_neuron = out.reshape(tc, b, -1).sum(1).double()  # (tc, N); float32 sums of <= B ones are exact
+        acc = self._acc[name]
+        acc["spikes"][self._t0 : self._t0 + tc] = per_neuron.sum(1)
+        fan = self.input_fanout if name == "input" else self.fanout[name]
+        acc["synops"][self._t0 : self._t0 + tc] = per_neuron @ fan
+        if self._record:
+            acc["counts"] += out.sum(0).double()
 
     def chunk_steps(self, batch: int) -> int:
         """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``."""
@@ -164,6 +177,11 @@ class NorseSession:
             self._acc[st.info.name] = a
         self.output.neuron.record_v = True
         analog = self.config.input_encoding == "analog"
+        if not analog:
+            a_in = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
+            if self._record:
+                a_in["counts"] = torch.zeros((b, *xt.shape[1:]), dtype=torch.float64, device=dev)
+            self._acc["input"] = a_in
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b)
         n_classes = int(self.output.info.shape_hwc[-1])
@@ -178,7 +196,9 @@ class NorseSession:
                 out = self.net(None, first_current=first.expand(tc, *first.shape[1:]))
             else:
                 steps = [(torch.rand(xt.shape, generator=self.generator, device=dev) < xt) for _ in range(tc)]
-                out = self.net(torch.stack(steps).to(torch.float32))
+                spikes_in = torch.stack(steps).to(torch.float32)
+                self._count("input", spikes_in)
+                out = self.net(spikes_in)
             counts = torch.cumsum(out, 0) + cum
             cum = counts[-1]
             v = self.output.neuron.v_trace

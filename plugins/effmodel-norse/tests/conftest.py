@@ -36,7 +36,7 @@ def trained(mnist, tmp_path_factory):
     from effmodel.training import TrainingSettings, train
 
     spec = plugins.get_architectures()["SmallCNN1"]
-    cache = Path(os.environ.get("EFFMODEL_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
+    cache = Path(os.environ.get("EFFMODEL_CACHE_DIR") or tmp_path_factory.mktemp("cache"))
     return train(spec, mnist, 0.15, TrainingSettings(epochs=1, max_train_images=500), cache=cache, verbose=0)
 
 

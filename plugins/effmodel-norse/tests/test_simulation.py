@@ -27,7 +27,7 @@ def _brute_fanout(spec, index: int) -> np.ndarray:
     """Fan-out by autograd: d(sum of all outputs of a ones-kernel layer)/d(input)
     counts, per input neuron, the (window, filter) pairs it feeds.  HWC order."""
     shapes = spec.shapes()
-    src = tuple(shapes[index][1])
+    src = tuple(spec.input_shape) if index < 0 else tuple(shapes[index][1])  # -1: the input image
     j = index + 1
     while spec.layers[j].type in ("dropout", "flatten"):
         j += 1
@@ -108,6 +108,41 @@ def test_accuracy_close_to_ann(network, test_batch):
     ann_acc = float((ann.argmax(1) == y).mean())
     assert r.accuracy >= ann_acc - 0.1, (r.accuracy, ann_acc)
     assert r.correct_t.shape == (60,)
+
+
+def test_poisson_input_spikes_are_counted_as_synops(network, test_batch):
+    """Poisson input spikes are events: their SynOps (spikes x the exact
+    fan-out of each pixel, brute-forced here) are a layer named 'input', as
+    in INIsim; analog input has no such layer."""
+    x, y = test_batch
+    r = _run(network, x[:10], y[:10], input_encoding="poisson", seed=1)
+    counts = r.first_batch_spike_counts["input"]
+    assert counts.shape == (10, *network.simulated_spec.input_shape)
+    assert int(counts.sum()) == int(r.spikes_t["input"].sum()) > 0
+    want = int((counts * _brute_fanout(network.simulated_spec, -1)[None]).sum())
+    assert int(r.synops_t["input"].sum()) == want
+    assert r.synops_total == pytest.approx(sum(int(v.sum()) for v in r.synops_t.values()) / 10)
+    assert "input" not in _run(network, x[:10], y[:10]).synops_t
+
+
+def test_poisson_rates_follow_intensities_and_seeds_matter(network, test_batch):
+    """A pixel of intensity p spikes with probability p per step: over 10
+    images x T steps the rates match the intensities; zero pixels never
+    spike; the seed changes the spikes and the same seed repeats them."""
+    x, y = test_batch
+    steps = 200
+    r = _run(network, x[:10], y[:10], input_encoding="poisson", seed=1, duration=steps)
+    rates = r.first_batch_spike_counts["input"] / steps
+    assert np.all(rates[x[:10] == 0] == 0)
+    # binomial sd of a rate is <= 0.5/sqrt(200) = 0.035; mean |error| ~ 0.8 sd
+    assert np.abs(rates - x[:10]).max() < 0.2
+    bright = x[:10] > 0.9
+    assert np.abs(rates[bright].mean() - x[:10][bright].mean()) < 0.01
+    again = _run(network, x[:10], y[:10], input_encoding="poisson", seed=1)
+    same = _run(network, x[:10], y[:10], input_encoding="poisson", seed=1)
+    other = _run(network, x[:10], y[:10], input_encoding="poisson", seed=2)
+    np.testing.assert_array_equal(again.first_batch_spike_counts["input"], same.first_batch_spike_counts["input"])
+    assert not np.array_equal(again.first_batch_spike_counts["input"], other.first_batch_spike_counts["input"])
 
 
 @pytest.mark.parametrize("neuron", ["iaf", "lif"])
