@@ -1,10 +1,10 @@
 """The pipeline: train (or reuse) -> evaluate -> normalise/convert -> simulate
 -> count -> cost -> store, for one item (an architecture on its dataset).
 
-``effmodel run`` and ``effmodel sweep`` both call :func:`run_item`.  Each
-item's result is written to the store in one transaction after everything
-for it has been computed, so an interruption loses at most the item in
-progress.
+``effmodel run`` and ``effmodel sweep`` both call :func:`run_item`, which is
+:func:`compute_item` (everything, no writes to the output folder's store) plus
+one store transaction, so an interruption loses at most the item in progress
+and worker processes can compute while only the driver writes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .costs import CostModel
 from .counting import count_network, spiking_layer_indices
 from .datasets import Arrays, iter_batches, resolve_data_dir, to_float
 from .errors import DataError, UsageError
+from .faults import fault_point
 from .simulation import ConvertedNetwork, NormalisationSettings, SimulationConfig, SimulationResult, simulate
 from .specs import ArchitectureSpec
 from .threshold import DEFAULT_TOLERANCE, synops_at_step, threshold_step
@@ -129,13 +130,6 @@ def converted_network(
     _, arrays = dataset_arrays(spec.dataset, settings.data_dir)
     trained = train_spec(spec, settings, arrays)
     return convert_trained(spec, trained.path, arrays, settings.normalisation)
-
-
-def _fresh_workdir(output: Path, run_id: str, spec: ArchitectureSpec, simulator: str) -> Path:
-    d = output / "work" / run_id / f"{spec.name}-{simulator}"
-    if d.exists():
-        shutil.rmtree(d)
-    return d
 
 
 def _layer_rows(network: ConvertedNetwork, result: SimulationResult, images: np.ndarray | None) -> list[dict[str, Any]]:
@@ -244,21 +238,37 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_item(
+@dataclass(frozen=True)
+class ItemResult:
+    """Everything one item produced, ready for :meth:`Store.write_result`.
+
+    :func:`compute_item` returns it without touching the output folder or the
+    store, so worker processes can compute and only the driver writes."""
+
+    row: Mapping[str, Any]
+    timesteps: tuple[Mapping[str, Any], ...]
+    layers: tuple[Mapping[str, Any], ...]
+
+
+def compute_item(
     spec: ArchitectureSpec,
     settings: RunSettings,
-    store,
     run_id: str,
     family: str = "reference",
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
     network: ConvertedNetwork | None = None,
     ann_test_accuracy: float | None = None,
-) -> dict[str, Any]:
-    """Run one architecture through the whole pipeline and store the result.
+    workdir: Path | None = None,
+) -> ItemResult:
+    """Run one architecture through the pipeline (train or reuse, convert,
+    simulate, count, cost) and return its result without storing it.
 
     :param network: an already converted network (``--model-file``); skips training.
-    :returns: the stored results row.
+    :param workdir: the simulator's scratch folder (default:
+        ``<output>/work/<run_id>/<model>-<simulator>``; a remote worker passes a
+        temporary folder).  It is emptied first and removed afterwards unless the
+        simulator option ``keep_workdir`` is set.
     """
     from .conversion import convert_trained
     from .training import evaluate, load_model
@@ -275,6 +285,7 @@ def run_item(
         trained = train_spec(spec, settings, arrays)
         say(f"{spec.name}: {'cached model' if trained.cache_hit else 'trained'} {trained.key} "
             f"(test accuracy {trained.test_accuracy:.4f})")
+        fault_point("convert", spec.name)
         network = convert_trained(spec, trained.path, arrays, settings.normalisation)
         extra |= {"model_key": trained.key, "ann_test_accuracy_full": trained.test_accuracy}
     model = load_model(network.model_path) if network.model_path else None
@@ -289,10 +300,14 @@ def run_item(
         extra["ann_test_accuracy_full"] = ann_test_accuracy
     extra["scale_factors"] = dict(network.scale_factors)
     duration = settings.duration_for(spec.dataset)
+    default_workdir = workdir is None
+    workdir = settings.output / "work" / run_id / f"{spec.name}-{settings.simulator}" if workdir is None else Path(workdir)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)  # the contract: a fresh, empty folder that exists
     config = SimulationConfig(
         duration=duration, batch_size=settings.batch_size, input_encoding=settings.input_encoding, seed=settings.seed,
-        workdir=_fresh_workdir(settings.output, run_id, spec, settings.simulator),
-        record_spiketrains=settings.record_layers, options=dict(settings.simulator_options),
+        workdir=workdir, record_spiketrains=settings.record_layers, options=dict(settings.simulator_options),
     )
     done = 0
 
@@ -301,8 +316,13 @@ def run_item(
         done += n
         if progress:
             progress(spec.name, done, n_test)
+        fault_point("simulate", spec.name)  # after the first batch: mid-simulation
 
-    result = simulate(simulator, network, iter_batches(arrays.x_test, arrays.y_test, settings.batch_size, n_test), config, tick)
+    try:
+        result = simulate(simulator, network, iter_batches(arrays.x_test, arrays.y_test, settings.batch_size, n_test), config, tick)
+    finally:
+        if not settings.simulator_options.get("keep_workdir"):
+            _remove_workdir(workdir, default_workdir)
     first_images = to_float(arrays.x_test[: min(settings.batch_size, n_test)]) if settings.record_layers else None
     layers = _layer_rows(network, result, first_images)
     row = result_row(spec, settings, network, result, ann_acc, cost_model, extra) | {"run_id": run_id, "family": family}
@@ -310,17 +330,48 @@ def run_item(
         say(f"{spec.name}: note: {settings.simulator} counts {row['ann_flops_simulator']:,} ANN operations, "
             f"effmodel's count of the same convention is {row['ann_flops_snntoolbox']:,} "
             f"(exact: {row['ann_flops']:,})")
-    timesteps = [
+    timesteps = tuple(
         {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,
          "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])}
         for t in range(result.duration)
-    ]
+    )
     for r in layers:
         r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator}
-    store.write_result(row, timesteps, layers)
-    if config.workdir and not settings.simulator_options.get("keep_workdir"):
-        shutil.rmtree(config.workdir, ignore_errors=True)
-    return row
+    return ItemResult(row=row, timesteps=timesteps, layers=tuple(layers))
+
+
+def _remove_workdir(workdir: Path, remove_empty_parents: bool) -> None:
+    """Remove a simulator's scratch folder and, for the default one under the
+    output folder, the ``work/<run_id>`` and ``work`` folders once empty."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    for parent in (workdir.parent, workdir.parent.parent) if remove_empty_parents else ():
+        try:
+            parent.rmdir()  # only succeeds when empty
+        except OSError:
+            break
+
+
+def run_item(
+    spec: ArchitectureSpec,
+    settings: RunSettings,
+    store,
+    run_id: str,
+    family: str = "reference",
+    progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    network: ConvertedNetwork | None = None,
+    ann_test_accuracy: float | None = None,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
+    """:func:`compute_item`, then store the result (replacing any stored row
+    of the same item and simulator).
+
+    :returns: the stored results row.
+    """
+    item = compute_item(spec, settings, run_id, family=family, progress=progress, log=log, network=network,
+                        ann_test_accuracy=ann_test_accuracy, workdir=workdir)
+    store.write_result(item.row, item.timesteps, item.layers)
+    return dict(item.row)
 
 
 def select_specs(models: list[str] | None, datasets: list[str] | None) -> list[ArchitectureSpec]:

@@ -4,6 +4,13 @@ Every model result (its row, its per-step series and its per-layer figures)
 is written in a single transaction, so a run interrupted at any point leaves
 either the whole result or none of it: nothing half-written is ever read back
 as complete.  CSV files are written to a temporary name and renamed.
+
+A result's identity is (``item_key``, simulator): writing a result replaces
+any stored result of the same identity, from any run, in the same
+transaction, and reads return one row per identity (the newest), also from
+stores written by older versions that hold duplicates.  Stores from older
+versions gain new columns on open.  Runs record their process id and host;
+a ``running`` run whose process is gone is marked ``interrupted`` on open.
 """
 
 from __future__ import annotations
@@ -11,14 +18,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .errors import DataError
+from .faults import fault_point
 
 STORE_NAME = "effmodel.sqlite"
+LOCK_NAME = ".effmodel.lock"
 
 # One row per (run, model, simulator): the columns of results.csv, in order.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -45,9 +57,13 @@ def _decl(cols: Sequence[str]) -> str:
     return ", ".join(f"{c} {'REAL' if c in _REAL else 'INTEGER' if c in _INT else 'TEXT'}" for c in cols)
 
 
+RUN_COLUMNS = ("run_id", "created", "finished", "status", "command", "settings_json", "pid", "host")
+_RUN_INT = {"pid"}
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, created TEXT, finished TEXT, status TEXT, command TEXT, settings_json TEXT
+    run_id TEXT PRIMARY KEY, created TEXT, finished TEXT, status TEXT, command TEXT, settings_json TEXT,
+    pid INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS results ({_decl(RESULT_COLUMNS)}, PRIMARY KEY (run_id, model, simulator));
 CREATE INDEX IF NOT EXISTS results_item ON results (item_key, simulator);
@@ -56,17 +72,83 @@ CREATE TABLE IF NOT EXISTS layers ({_decl(LAYER_COLUMNS)}, PRIMARY KEY (run_id, 
 """
 
 
+# The newest stored row of each identity (item_key, simulator); rows without
+# an item_key (hand-written) are their own identity.
+_WINNERS = """
+SELECT * FROM (
+    SELECT *, ROW_NUMBER() OVER (
+        PARTITION BY COALESCE(item_key, run_id || '/' || model), simulator ORDER BY created DESC, rowid DESC
+    ) AS _rank FROM results
+) WHERE _rank = 1
+"""
+
+
+class StoreError(DataError):
+    """The output folder's store cannot be opened or written."""
+
+
 class Store:
     """Results of every run in one output directory."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / STORE_NAME
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the output folder {self.directory}: {exc.strerror or exc}") from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise StoreError(f"the output folder {self.directory} is not writable; choose another --output")
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            raise StoreError(f"the results store {self.path} is not readable and writable")
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("integrity check failed")
+            self._db.executescript(SCHEMA)
+            self._migrate()
+            self._mark_interrupted()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"the results store {self.path} is damaged or not an effmodel store ({exc}); "
+                             f"it was left untouched: move it away or choose another --output") from None
+
+    def _migrate(self) -> None:
+        """Add columns that newer versions define to tables written by older ones."""
+        tables = {"runs": (RUN_COLUMNS, _RUN_INT, set()), "results": (RESULT_COLUMNS, _INT, _REAL),
+                  "timesteps": (TIMESTEP_COLUMNS, _INT, _REAL), "layers": (LAYER_COLUMNS, _INT, _REAL)}
+        for table, (columns, ints, reals) in tables.items():
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for c in columns:
+                if c not in have:
+                    kind = "REAL" if c in reals else "INTEGER" if c in ints else "TEXT"
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {c} {kind}")
+
+    def _mark_interrupted(self) -> None:
+        """``running`` runs of this host whose process is gone become ``interrupted``."""
+        host = socket.gethostname()
+        for r in self._db.execute("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall():
+            if r["pid"] is not None and not _process_alive(int(r["pid"])):
+                self._db.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'", (r["run_id"],))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the output folder's lock (``.effmodel.lock``), so that writing a
+        result and re-exporting the CSVs of concurrent runs do not interleave."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: SQLite's own locking still keeps the store whole
+            yield
+            return
+        with open(self.directory / LOCK_NAME, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._db.close()
@@ -81,8 +163,9 @@ class Store:
     def start_run(self, command: str, settings: Mapping[str, Any]) -> str:
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self._db.execute(
-            "INSERT INTO runs VALUES (?, ?, NULL, 'running', ?, ?)",
-            (run_id, _now(), command, json.dumps(dict(settings), default=str)),
+            "INSERT INTO runs (run_id, created, finished, status, command, settings_json, pid, host) "
+            "VALUES (?, ?, NULL, 'running', ?, ?, ?, ?)",
+            (run_id, _now(), command, json.dumps(dict(settings), default=str), os.getpid(), socket.gethostname()),
         )
         return run_id
 
@@ -95,7 +178,8 @@ class Store:
         timesteps: Iterable[Mapping[str, Any]],
         layers: Iterable[Mapping[str, Any]],
     ) -> None:
-        """Insert one model result with its series, atomically."""
+        """Insert one model result with its series, atomically, replacing any
+        stored result of the same (item_key, simulator) or (run, model, simulator)."""
         unknown = set(row) - set(RESULT_COLUMNS)
         if unknown:
             raise ValueError(f"unknown result columns: {sorted(unknown)}")
@@ -104,18 +188,17 @@ class Store:
         with closing(self._db.cursor()) as cur:
             cur.execute("BEGIN IMMEDIATE")
             try:
-                cur.execute(f"INSERT OR REPLACE INTO results VALUES ({','.join('?' * len(RESULT_COLUMNS))})", [_py(values[c]) for c in RESULT_COLUMNS])
-                key = (row["run_id"], row["model"], row["simulator"])
-                cur.execute("DELETE FROM timesteps WHERE run_id=? AND model=? AND simulator=?", key)
-                cur.execute("DELETE FROM layers WHERE run_id=? AND model=? AND simulator=?", key)
-                cur.executemany(
-                    f"INSERT INTO timesteps VALUES ({','.join('?' * len(TIMESTEP_COLUMNS))})",
-                    [[_py(r[c]) for c in TIMESTEP_COLUMNS] for r in timesteps],
-                )
-                cur.executemany(
-                    f"INSERT INTO layers VALUES ({','.join('?' * len(LAYER_COLUMNS))})",
-                    [[_py(r.get(c)) for c in LAYER_COLUMNS] for r in layers],
-                )
+                keys = {(row["run_id"], row["model"], row["simulator"])}
+                if values["item_key"] is not None:
+                    keys |= {tuple(r) for r in cur.execute(
+                        "SELECT run_id, model, simulator FROM results WHERE item_key = ? AND simulator = ?",
+                        (values["item_key"], values["simulator"]))}
+                for table in ("results", "timesteps", "layers"):
+                    cur.executemany(f"DELETE FROM {table} WHERE run_id=? AND model=? AND simulator=?", sorted(keys))
+                cur.execute(_insert("results", RESULT_COLUMNS), [_py(values[c]) for c in RESULT_COLUMNS])
+                cur.executemany(_insert("timesteps", TIMESTEP_COLUMNS), [[_py(r[c]) for c in TIMESTEP_COLUMNS] for r in timesteps])
+                cur.executemany(_insert("layers", LAYER_COLUMNS), [[_py(r.get(c)) for c in LAYER_COLUMNS] for r in layers])
+                fault_point("store-write", row["model"])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -123,24 +206,33 @@ class Store:
 
     # --- reading -----------------------------------------------------------
     def results(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT * FROM results" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY created, model, simulator"
-        return [dict(r) for r in self._db.execute(q, (run_id,) if run_id else ())]
+        """One row per (item_key, simulator), the newest; only ``run_id``'s if given."""
+        q = f"SELECT * FROM ({_WINNERS})" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY created, model, simulator"
+        return [_without_rank(r) for r in self._db.execute(q, (run_id,) if run_id else ())]
 
     def timesteps(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT * FROM timesteps" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY run_id, model, simulator, t"
-        return [dict(r) for r in self._db.execute(q, (run_id,) if run_id else ())]
+        """The per-step series of the rows :meth:`results` returns."""
+        return self._series("timesteps", "t", run_id)
 
     def layers(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT * FROM layers" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY run_id, model, simulator"
+        """The per-layer figures of the rows :meth:`results` returns."""
+        return self._series("layers", "rowid", run_id)
+
+    def _series(self, table: str, order: str, run_id: str | None) -> list[dict[str, Any]]:
+        q = (f"SELECT s.* FROM {table} s JOIN ({_WINNERS}) w "
+             "ON s.run_id = w.run_id AND s.model = w.model AND s.simulator = w.simulator"
+             + (" WHERE s.run_id = ?" if run_id else "") + f" ORDER BY s.run_id, s.model, s.simulator, s.{order}")
         return [dict(r) for r in self._db.execute(q, (run_id,) if run_id else ())]
 
     def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM runs ORDER BY created")]
 
-    def has_item(self, item_key: str, simulator: str) -> bool:
-        """Whether a finished result exists for this sweep item (resume)."""
+    def has_result(self, item_key: str, simulator: str) -> bool:
+        """Whether a finished result of this item and simulator is stored (resume)."""
         cur = self._db.execute("SELECT 1 FROM results WHERE item_key = ? AND simulator = ? LIMIT 1", (item_key, simulator))
         return cur.fetchone() is not None
+
+    has_item = has_result  # the name sweeps used first
 
     # --- export ------------------------------------------------------------
     def export_csv(self, run_id: str | None = None, directory: str | Path | None = None) -> tuple[Path, Path]:
@@ -148,6 +240,7 @@ class Store:
         d = Path(directory) if directory else self.directory
         d.mkdir(parents=True, exist_ok=True)
         res = write_csv(d / "results.csv", RESULT_COLUMNS, self.results(run_id))
+        fault_point("csv-export")
         ts = write_csv(d / "timesteps.csv", TIMESTEP_COLUMNS, self.timesteps(run_id))
         write_csv(d / "layers.csv", LAYER_COLUMNS, self.layers(run_id))
         return res, ts
@@ -163,6 +256,31 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
             w.writerow(r)
     os.replace(tmp, path)
     return path
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _without_rank(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    d.pop("_rank", None)
+    return d
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _py(v: Any) -> Any:

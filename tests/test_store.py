@@ -124,7 +124,7 @@ def test_sigkill_leaves_only_complete_results(tmp_path):
         for r in results:
             assert steps[r["model"]] == r["duration"], r["model"]
             assert layers[r["model"]] == 2
-        assert store.runs()[0]["status"] == "running"  # never finished
+        assert store.runs()[0]["status"] == "interrupted"  # never finished, and its process is gone
 
 
 _SOURCE_OF_RESULT = '''
