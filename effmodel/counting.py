@@ -270,3 +270,245 @@ def synops_of_spikes(spec: ArchitectureSpec, index: int, spikes: np.ndarray) -> 
     fan = fanout_map(spec, index)
     s = np.asarray(spikes).reshape(-1, fan.size)
     return int((s.astype(np.int64) @ fan.reshape(-1)).sum())
+
+
+# --- fair accounting: ANN and SNN work per layer, on the same footing ---------------
+#
+# The access model (issue 13).  Everything is per image and per *receiving*
+# layer (conv, dense or pooling: the layers that have inputs to combine).
+#
+# ANN (one pass, output-stationary: each partial sum stays in a register):
+#   arithmetic  one MAC per real tap of a conv/dense layer (``dense_ops``; the
+#               'same'-padding taps that multiply a zero are not counted, as
+#               the SNN's exact fan-out does not count them either), or with
+#               zero skipping only the taps whose input value is nonzero
+#               (``effective_ops``, measured on the simulated images); one
+#               pooling operation per pooling tap; one *neuron activation*
+#               (bias add and ReLU) per conv/dense output.
+#   memory      one weight read per MAC; one activation read per MAC or
+#               pooling operation (the input value of that tap); one
+#               activation write per output neuron.
+# SNN (event driven: a spike is read once and fanned out):
+#   arithmetic  one SynOp per spike and target synapse (``synops``, up to the
+#               cost point); one *neuron update* (integrate the input current
+#               and bias, compare with the threshold, reset) per spiking
+#               neuron and time step up to the cost point; the first layer's
+#               analog input needs real MACs (``input_macs`` per evaluation,
+#               dense or zero-skipping like the ANN), charged by the first-
+#               layer policy: ``excluded`` (0 times, the report), ``once`` (its
+#               current is computed once and reused) or ``every-step``.
+#   memory      one weight read per SynOp into a conv/dense layer and per input
+#               MAC; one membrane read and one write per SynOp (read-add-write
+#               of the target's potential) and per neuron update; one spike
+#               read per arriving spike, one spike write per emitted spike; one
+#               activation read per input MAC (the pixel).  Under ``once`` the
+#               first layer's current is written once per neuron beside its
+#               potential and read back at every neuron update (one more state
+#               read and, once, one state write per neuron).
+# Pooling has no stored weights on either side, so it causes no weight reads.
+# Biases are held with the neuron state and are not read separately.  What a
+# read or write costs depends on the size of the tensor it touches (the cost
+# model picks the memory level: see :mod:`effmodel.costs`).
+
+FIRST_LAYER_POLICIES = ("excluded", "once", "every-step")
+ACCESS_KINDS = ("weight_reads", "act_reads", "act_writes", "membrane_reads", "membrane_writes",
+                "spike_reads", "spike_writes")
+
+
+@dataclass(frozen=True)
+class LayerWork:
+    """Per-image work of one receiving layer for the ANN and the SNN.
+
+    ``inputs``: values the layer reads (its input tensor's size); ``params``:
+    weights and biases it holds; ``neurons``: its outputs.  SNN figures are
+    per image up to ``steps`` (the cost point).
+    """
+
+    name: str
+    type: str
+    index: int
+    inputs: int
+    params: int
+    neurons: int
+    dense_ops: float  # real taps (MACs for conv/dense, pooling taps)
+    effective_ops: float  # the same, only taps whose input value is nonzero
+    synops: float  # SynOps arriving (0 for the first layer: its input is analog)
+    spikes_in: float
+    spikes_out: float
+    steps: int
+    first: bool = False  # receives the network's (analog) input
+
+    @property
+    def has_weights(self) -> bool:
+        return self.type in ("conv2d", "dense")
+
+    def ann_ops(self, zero_skipping: bool = False) -> float:
+        return self.effective_ops if zero_skipping else self.dense_ops
+
+    @property
+    def ann_neuron_activations(self) -> int:
+        return self.neurons if self.has_weights else 0
+
+    @property
+    def snn_neuron_updates(self) -> int:
+        return self.neurons * self.steps
+
+    def input_evaluations(self, first_layer: str) -> int:
+        """How often the SNN evaluates the analog first layer's ``W x``."""
+        if not self.first:
+            return 0
+        if first_layer not in FIRST_LAYER_POLICIES:
+            from .errors import UsageError
+
+            raise UsageError(f"unknown first-layer policy {first_layer!r} (use {', '.join(FIRST_LAYER_POLICIES)})")
+        return {"excluded": 0, "once": 1, "every-step": self.steps}[first_layer]
+
+    def snn_input_macs(self, first_layer: str, zero_skipping: bool = False) -> float:
+        return self.ann_ops(zero_skipping) * self.input_evaluations(first_layer)
+
+
+@dataclass(frozen=True)
+class AccessCounts:
+    """Memory accesses of one layer by kind (see the access model above)."""
+
+    weight_reads: float = 0.0
+    act_reads: float = 0.0
+    act_writes: float = 0.0
+    membrane_reads: float = 0.0
+    membrane_writes: float = 0.0
+    spike_reads: float = 0.0
+    spike_writes: float = 0.0
+
+    def __add__(self, other: "AccessCounts") -> "AccessCounts":
+        return AccessCounts(*(getattr(self, k) + getattr(other, k) for k in ACCESS_KINDS))
+
+    @property
+    def total(self) -> float:
+        return float(sum(getattr(self, k) for k in ACCESS_KINDS))
+
+
+def ann_accesses(layer: LayerWork, zero_skipping: bool = False) -> AccessCounts:
+    ops = layer.ann_ops(zero_skipping)
+    return AccessCounts(weight_reads=ops if layer.has_weights else 0.0, act_reads=ops, act_writes=float(layer.neurons))
+
+
+def snn_accesses(layer: LayerWork, first_layer: str = "excluded", zero_skipping: bool = False) -> AccessCounts:
+    macs = layer.snn_input_macs(first_layer, zero_skipping)
+    rw = layer.synops + layer.snn_neuron_updates
+    stored = layer.first and first_layer == "once"  # the stored input current
+    return AccessCounts(
+        weight_reads=(layer.synops if layer.has_weights else 0.0) + macs,
+        act_reads=macs,
+        membrane_reads=rw + (layer.snn_neuron_updates if stored else 0),
+        membrane_writes=rw + (layer.neurons if stored else 0),
+        spike_reads=layer.spikes_in,
+        spike_writes=layer.spikes_out,
+    )
+
+
+@dataclass(frozen=True)
+class NetworkWork:
+    """Per-layer work of one simulated network at its cost point."""
+
+    spec_name: str
+    steps: int
+    layers: tuple[LayerWork, ...]
+
+    def total(self, attr: str) -> float:
+        return float(sum(getattr(l, attr) for l in self.layers))
+
+    @property
+    def ann_neuron_activations(self) -> int:
+        return int(sum(l.ann_neuron_activations for l in self.layers))
+
+    @property
+    def snn_neuron_updates(self) -> int:
+        return int(sum(l.snn_neuron_updates for l in self.layers))
+
+    @property
+    def input_macs_per_step(self) -> float:
+        """The first layer's analog-input MACs for one evaluation (dense)."""
+        return float(self.layers[0].dense_ops) if self.layers else 0.0
+
+    def ann_accesses(self, zero_skipping: bool = False) -> AccessCounts:
+        out = AccessCounts()
+        for l in self.layers:
+            out = out + ann_accesses(l, zero_skipping)
+        return out
+
+    def snn_accesses(self, first_layer: str = "excluded", zero_skipping: bool = False) -> AccessCounts:
+        out = AccessCounts()
+        for l in self.layers:
+            out = out + snn_accesses(l, first_layer, zero_skipping)
+        return out
+
+
+def _source_index(spec: ArchitectureSpec, index: int) -> int:
+    """The layer whose output feeds receiving layer ``index`` (-1: the input),
+    skipping dropout and flatten."""
+    j = index - 1
+    while j >= 0 and spec.layers[j].type in ("dropout", "flatten"):
+        j -= 1
+    return j
+
+
+def ann_effective_ops(spec: ArchitectureSpec, weights, images: np.ndarray, batch_size: int = 200) -> dict[str, float]:
+    """Per receiving layer, the taps whose input value is nonzero, per image
+    (the zero-skipping ANN's MACs), from a numpy forward pass over ``images``
+    in batches.  Nonzero inputs times their exact fan-out into that layer."""
+    from .forward import iter_layers
+
+    receivers = spiking_layer_indices(spec)
+    sources = {i: _source_index(spec, i) for i in receivers}
+    fans = {i: fanout_map(spec, sources[i]).reshape(-1).astype(np.float64) for i in receivers}
+    totals = {i: 0.0 for i in receivers}
+    n = len(images)
+    for start in range(0, n, batch_size):
+        x = np.asarray(images[start : start + batch_size], dtype=np.float32)
+        outs = {-1: x}
+        for i, layer, out in iter_layers(spec, weights, x):
+            outs[i] = out
+        for i in receivers:
+            nz = (outs[sources[i]].reshape(len(x), -1) != 0).sum(axis=0).astype(np.float64)
+            totals[i] += float(nz @ fans[i])
+    return {spec.layers[i].name: totals[i] / max(n, 1) for i in receivers}
+
+
+def network_work(
+    spec: ArchitectureSpec,
+    steps: int,
+    num_images: int,
+    synops_t: "dict[str, np.ndarray] | None" = None,
+    spikes_t: "dict[str, np.ndarray] | None" = None,
+    effective_ops: "dict[str, float] | None" = None,
+) -> NetworkWork:
+    """Per-layer work at the cost point ``steps``.
+
+    ``synops_t``/``spikes_t``: per spiking layer, per step, summed over
+    ``num_images`` images (a :class:`SimulationResult`'s series; SynOps are
+    keyed by the *emitting* layer and are attributed here to the layer that
+    receives them).  ``effective_ops``: from :func:`ann_effective_ops`; without
+    it the effective count equals the dense one.
+    """
+    counts = count_network(spec)
+    synops_t, spikes_t, effective_ops = synops_t or {}, spikes_t or {}, effective_ops or {}
+    n = max(int(num_images), 1)
+
+    def upto(series: "dict[str, np.ndarray]", name: str) -> float:
+        v = series.get(name)
+        return float(np.sum(np.asarray(v, dtype=np.float64)[:steps])) / n if v is not None else 0.0
+
+    layers = []
+    for i in spiking_layer_indices(spec):
+        c, layer = counts.layers[i], spec.layers[i]
+        src = _source_index(spec, i)
+        src_name = spec.layers[src].name if src >= 0 else None
+        dense = float(c.synapses)
+        layers.append(LayerWork(
+            name=layer.name, type=layer.type, index=i, inputs=_prod(c.input_shape), params=c.params,
+            neurons=c.neurons, dense_ops=dense, effective_ops=float(effective_ops.get(layer.name, dense)),
+            synops=upto(synops_t, src_name) if src_name else 0.0,
+            spikes_in=upto(spikes_t, src_name) if src_name else 0.0,
+            spikes_out=upto(spikes_t, layer.name), steps=int(steps), first=src < 0,
+        ))
+    return NetworkWork(spec_name=spec.name, steps=int(steps), layers=tuple(layers))

@@ -1,0 +1,285 @@
+"""Fair accounting (issue 13): every new count, access and cost on a tiny
+network worked out by hand, plus the effective-MAC count against a brute
+force on real MNIST images.
+
+The tiny network: a 4x4x1 input, conv 3x3 'valid' with 2 filters (-> 2x2x2),
+max pooling 2 (-> 1x1x2), flatten, dense 3 (softmax).  The image has two
+nonzero pixels, at (0,0) and (3,3).  Filter 0 is all +1, filter 1 all -1,
+biases 0.  The SNN series are made up (T = 4) and the cost point is step 3.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from effmodel.costs import CostModel, load_cost_models
+from effmodel.counting import (AccessCounts, ann_accesses, ann_effective_ops, count_network, network_work,
+                               snn_accesses)
+from effmodel.errors import UsageError
+from effmodel.paths import cost_models_toml
+from effmodel.simulation import LayerWeights
+from effmodel.specs import ArchitectureSpec, LayerSpec
+from effmodel.threshold import cost_point_step, iso_accuracy_step
+
+
+def tiny_spec() -> ArchitectureSpec:
+    return ArchitectureSpec(
+        name="tiny", dataset="mnist", input_shape=(4, 4, 1),
+        layers=(LayerSpec(type="conv2d", name="conv", filters=2, kernel=3),
+                LayerSpec(type="maxpool", name="pool", pool=2),
+                LayerSpec(type="flatten", name="flat"),
+                LayerSpec(type="dense", name="out", units=3, activation="softmax")),
+    )
+
+
+def tiny_weights() -> dict[str, LayerWeights]:
+    k = np.zeros((3, 3, 1, 2), dtype=np.float32)
+    k[..., 0], k[..., 1] = 1.0, -1.0
+    return {"conv": LayerWeights(k, np.zeros(2, np.float32)),
+            "out": LayerWeights(np.ones((2, 3), np.float32), np.zeros(3, np.float32))}
+
+
+def tiny_image() -> np.ndarray:
+    x = np.zeros((1, 4, 4, 1), dtype=np.float32)
+    x[0, 0, 0, 0] = x[0, 3, 3, 0] = 1.0
+    return x
+
+
+# Made-up SNN series over T = 4 steps for one image; SynOps are keyed by the
+# layer that emits the spikes: conv -> pool with fan-out 1, pool -> out with fan-out 3.
+SPIKES = {"conv": np.array([2, 1, 1, 5]), "pool": np.array([1, 1, 0, 9]), "out": np.array([0, 1, 1, 7])}
+SYNOPS = {"conv": np.array([2, 1, 1, 5]), "pool": np.array([3, 3, 0, 27]), "out": np.zeros(4)}
+STEP = 3
+
+
+@pytest.fixture(scope="module")
+def work():
+    spec = tiny_spec()
+    eff = ann_effective_ops(spec, tiny_weights(), tiny_image())
+    return network_work(spec, STEP, 1, SYNOPS, SPIKES, eff)
+
+
+def test_effective_ops_by_hand():
+    eff = ann_effective_ops(tiny_spec(), tiny_weights(), tiny_image())
+    # conv: pixel (0,0) lies only in output window (0,0), pixel (3,3) only in (1,1): 1 window x 2 filters each
+    #   -> 2 + 2 = 4 MACs with a nonzero input (of 72)
+    # pool: filter 0 gives 1 at (0,0) and (1,1) (window sums of one pixel), filter 1 gives -1 -> ReLU 0:
+    #   2 nonzero inputs, each in one pooling window -> 2 (of 8)
+    # out: pool gives [max(1,0,0,1), 0] = [1, 0]: 1 nonzero input x 3 units -> 3 (of 6)
+    assert eff == {"conv": 4.0, "pool": 2.0, "out": 3.0}
+
+
+def test_layer_work_by_hand(work):
+    conv, pool, out = work.layers
+    # conv: 16 inputs, 3*3*1*2 + 2 = 20 params, 2x2x2 = 8 neurons, 8 outputs x 9 real taps = 72 MACs
+    assert (conv.inputs, conv.params, conv.neurons, conv.dense_ops, conv.effective_ops) == (16, 20, 8, 72, 4)
+    # its input is analog: no SynOps, no spikes in; spikes out up to step 3: 2 + 1 + 1
+    assert (conv.synops, conv.spikes_in, conv.spikes_out, conv.first) == (0, 0, 4, True)
+    # pool: 8 inputs, 2 neurons, 2 outputs x 4 taps; SynOps in = conv's series to step 3: 2+1+1
+    assert (pool.inputs, pool.params, pool.neurons, pool.dense_ops, pool.effective_ops) == (8, 0, 2, 8, 2)
+    assert (pool.synops, pool.spikes_in, pool.spikes_out, pool.first) == (4, 4, 2, False)
+    # out: 2 inputs, 2*3 + 3 = 9 params, 3 neurons, 6 MACs; SynOps in = 3+3+0, spikes in 1+1+0, out 0+1+1
+    assert (out.inputs, out.params, out.neurons, out.dense_ops, out.effective_ops) == (2, 9, 3, 6, 3)
+    assert (out.synops, out.spikes_in, out.spikes_out) == (6, 2, 2)
+    # neuron updates: (8 + 2 + 3) neurons x 3 steps; ANN activations: conv and dense outputs 8 + 3
+    assert work.snn_neuron_updates == 39
+    assert work.ann_neuron_activations == 11
+    assert work.input_macs_per_step == 72
+
+
+def test_ann_accesses_by_hand(work):
+    conv, pool, out = work.layers
+    assert ann_accesses(conv) == AccessCounts(weight_reads=72, act_reads=72, act_writes=8)
+    assert ann_accesses(pool) == AccessCounts(weight_reads=0, act_reads=8, act_writes=2)  # no weights in pooling
+    assert ann_accesses(out) == AccessCounts(weight_reads=6, act_reads=6, act_writes=3)
+    assert work.ann_accesses() == AccessCounts(weight_reads=78, act_reads=86, act_writes=13)
+    # zero skipping: only the 4 + 2 + 3 taps with a nonzero input
+    assert work.ann_accesses(zero_skipping=True) == AccessCounts(weight_reads=7, act_reads=9, act_writes=13)
+
+
+def test_snn_accesses_by_hand(work):
+    conv, pool, out = work.layers
+    # first layer computed once: 72 MACs (72 weight + 72 pixel reads); 8 neurons x 3 steps = 24 updates,
+    # each one membrane read + write, plus reading the stored current (24) and writing it once (8)
+    assert snn_accesses(conv, "once") == AccessCounts(weight_reads=72, act_reads=72, membrane_reads=48,
+                                                      membrane_writes=32, spike_writes=4)
+    # every step: 3 x 72 MACs, no stored current
+    assert snn_accesses(conv, "every-step") == AccessCounts(weight_reads=216, act_reads=216, membrane_reads=24,
+                                                            membrane_writes=24, spike_writes=4)
+    assert snn_accesses(conv, "excluded") == AccessCounts(membrane_reads=24, membrane_writes=24, spike_writes=4)
+    # pool: 4 SynOps + 2 x 3 updates read and write the membrane; no weights; 4 spikes read, 2 written
+    assert snn_accesses(pool) == AccessCounts(membrane_reads=10, membrane_writes=10, spike_reads=4, spike_writes=2)
+    # out: 6 SynOps read 6 weights; 6 + 3 x 3 = 15 membrane reads and writes
+    assert snn_accesses(out) == AccessCounts(weight_reads=6, membrane_reads=15, membrane_writes=15, spike_reads=2,
+                                             spike_writes=2)
+    # zero skipping applies to the analog input too: 4 MACs once
+    assert snn_accesses(conv, "once", zero_skipping=True).weight_reads == 4
+    with pytest.raises(UsageError, match="first-layer policy"):
+        snn_accesses(conv, "sometimes")
+
+
+def hand_model(**kw) -> CostModel:
+    # memory: <= 16 bytes 1, <= 64 bytes 2, beyond 10; 4 bytes per value, 1 bit per spike
+    fields = dict(name="hand", mac=4.0, add=1.0, synop=1.0, neuron_update=2.0, neuron_activation=3.0,
+                  accounting="access", first_layer="once", word_bits=32, sram=[[16, 1.0], [64, 2.0]], dram=10.0)
+    return CostModel(**(fields | kw))
+
+
+def test_costs_by_hand(work):
+    # tensor sizes -> energy per access:
+    #   conv: weights 20x4 = 80 B -> 10 (DRAM); inputs 16x4 = 64 B -> 2; state 8x4 = 32 B -> 2; spikes 2 B, 1 B -> 1
+    #   pool: inputs 8x4 = 32 B -> 2; state 2x4 = 8 B -> 1; spikes -> 1
+    #   out: weights 9x4 = 36 B -> 2; inputs 2x4 = 8 B -> 1; state 3x4 = 12 B -> 1; spikes -> 1
+    b = hand_model().breakdown(work)
+    # ANN. conv (first layer): 72 MACs x 4 = 288, weight reads 72 x 10, pixel reads 72 x 2 -> input layer 1152;
+    #   8 writes x 2 = 16 memory; 8 activations x 3 = 24
+    # pool: 8 taps x add 1 = 8; 8 reads x 2 + 2 writes x 1 = 18
+    # out: 6 MACs x 4 = 24; 6 weight reads x 2 + 6 reads x 1 + 3 writes x 1 = 21; 3 activations x 3 = 9
+    assert (b.ann.arithmetic, b.ann.memory, b.ann.neuron, b.ann.input_layer) == (32, 55, 33, 1152)
+    assert b.ann.total == 1272
+    # SNN. conv: input layer as the ANN's 1152 (once); membrane (48 + 32) x 2 + 4 spike writes x 1 = 164;
+    #   24 updates x 2 = 48
+    # pool: 4 SynOps x 1; (10 + 10) x 1 + 4 + 2 = 26; 6 updates x 2 = 12
+    # out: 6 SynOps x 1; 6 weight reads x 2 + (15 + 15) x 1 + 2 + 2 = 46; 9 updates x 2 = 18
+    assert (b.snn.arithmetic, b.snn.memory, b.snn.neuron, b.snn.input_layer) == (10, 236, 78, 1152)
+    assert b.factor == pytest.approx(1272 / 1476)
+    # per layer: arithmetic vs memory
+    assert [(l.name, l.ann.memory + l.ann.input_layer, l.snn.memory) for l in b.layers] == [
+        ("conv", 16 + 1152, 164), ("pool", 18, 26), ("out", 21, 46)]
+
+
+def test_zero_skipping_and_policies_by_hand(work):
+    zs = hand_model(zero_skipping=True).breakdown(work)
+    # ANN: conv 4 MACs: 16 + 40 + 8 = 64 input layer, 16 writes, 24 activations;
+    #   pool 2 taps: 2 + (2 x 2 + 2); out 3 MACs: 12 + (3 x 2 + 3 x 1 + 3) + 9
+    assert zs.ann.total == 64 + 16 + 24 + 2 + 6 + 12 + 12 + 9 == 145
+    # SNN: first layer's 4 input MACs once: 64; everything else as before (164 + 48 + 42 + 70)
+    assert zs.snn.total == 64 + 164 + 48 + 42 + 70 == 388
+    excl = hand_model(first_layer="excluded").breakdown(work)
+    # no input layer; conv membrane 24 + 24 -> 48 x 2 + 4 = 100
+    assert excl.snn.input_layer == 0 and excl.snn.total == 100 + 48 + 42 + 70
+    every = hand_model(first_layer="every-step").breakdown(work)
+    assert every.snn.input_layer == 3 * 1152 and every.snn.total == 3456 + 100 + 48 + 42 + 70
+
+
+def test_break_even_by_hand(work):
+    m = hand_model()
+    # ANN = 960 + 78 mac (72 + 6 MACs), SNN = 1188 + 72 mac (the first layer's 72 MACs once):
+    # equal at mac = 228 / 6 = 38, i.e. 38 SynOp energies
+    assert m.break_even_ratio(work) == pytest.approx(38.0)
+    at = hand_model(mac=38.0).breakdown(work)
+    assert at.factor == pytest.approx(1.0)
+    # every step: the SNN pays 216 MACs, more than the ANN's 78: no ratio balances them
+    assert hand_model(first_layer="every-step").break_even_ratio(work) is None
+
+
+def test_factor_interval_exact(work):
+    m = hand_model(ranges={"dram": [5.0, 20.0]})
+    lo, hi = m.factor_interval(work)
+    # DRAM prices only the conv weights, read 72 times on both sides:
+    # ANN = 552 + 72 d, SNN = 756 + 72 d
+    assert (lo, hi) == (pytest.approx(912 / 1116), pytest.approx(1992 / 2196))
+    # two intervals at once against a brute-force grid (the grid's corners are the box's corners)
+    m2 = hand_model(ranges={"dram": [5.0, 20.0], "mac": [1.0, 50.0], "synop": [0.5, 2.0]})
+    lo2, hi2 = m2.factor_interval(work)
+    grid = [hand_model(dram=d, mac=a, synop=s).breakdown(work).factor
+            for d, a, s in itertools.product(np.linspace(5, 20, 7), np.linspace(1, 50, 7), np.linspace(0.5, 2, 7))]
+    assert lo2 == pytest.approx(min(grid)) and hi2 == pytest.approx(max(grid))
+    with pytest.raises(UsageError, match="ranges.volts"):
+        hand_model(ranges={"volts": [1, 2]})
+    with pytest.raises(UsageError, match="low <= high"):
+        hand_model(ranges={"mac": [2, 1]})
+
+
+def test_ops_models_unchanged(work):
+    # the report's rule over this network: exact FLOPs = 2 x 78 synapses - 11 neurons + 11 biases = 156
+    counts = count_network(tiny_spec())
+    r14 = CostModel(name="r14", mac=14.0, add=1.0, synop=1.0, ann_convention="half-flops")
+    b = r14.breakdown(work, counts)
+    assert b.ann.total == 156 / 2 * 15 == r14.ann_cost(counts)
+    assert b.snn.total == 10  # SynOps 4 + 6, nothing else
+    assert b.factor == r14.factor(counts, 10)
+    # report rules: F/2 x r + F/2 = S -> r = 2 x 10 / 156 - 1 < 0: cheaper at any ratio
+    assert r14.break_even_ratio(work, counts) == pytest.approx(2 * 10 / 156 - 1)
+
+
+def test_fair_presets_cite_every_number():
+    models = {m.name: m for m in load_cost_models(cost_models_toml())}
+    for name in ("fair-45nm-fp32", "fair-45nm-fp32-zs"):
+        m = models[name]
+        assert m.accounting == "access" and m.unit == "pJ" and "same-node" in m.comparison
+        for f in ("mac", "add", "synop", "neuron_update", "neuron_activation", "sram", "dram"):
+            assert "Fig. 1.1.9" in m.citations[f], (name, f)
+        # Horowitz 45 nm: fp32 mult 3.7 + add 0.9; caches 8 KB 10, 32 KB 20, 1 MB 100 pJ; DRAM 1.3-2.6 nJ
+        assert m.mac == pytest.approx(3.7 + 0.9) and (m.synop, m.sram) == (0.9, ((8192, 10), (32768, 20), (1048576, 100)))
+        assert m.ranges["dram"] == (1300, 2600)
+    assert models["fair-45nm-fp32-zs"].zero_skipping and not models["fair-45nm-fp32"].zero_skipping
+    assert "cross-node" in models["loihi"].comparison
+    assert "15 x MACs" in models["report-14x"].description
+
+
+def test_iso_accuracy_step():
+    err = [0.9, 0.4, 0.12, 0.11, 0.105, 0.10]
+    assert iso_accuracy_step(err, ann_error=0.10, delta=0.01) == (4, True)  # 0.11 <= 0.10 + 0.01
+    assert iso_accuracy_step(err, ann_error=0.10, delta=0.0) == (6, True)
+    assert iso_accuracy_step(err, ann_error=0.05, delta=0.01) == (6, False)  # never within: last step
+    assert cost_point_step(err, "settle", 0.01) == (4, True)  # 0.12 at step 3 is the last above 0.10 + 0.01
+    assert cost_point_step(err, "iso-accuracy", ann_error=0.3, delta=0.01) == (3, True)
+    with pytest.raises(UsageError, match="cost point"):
+        cost_point_step(err, "halfway")
+    with pytest.raises(UsageError, match="delta"):
+        iso_accuracy_step(err, 0.1, -0.5)
+
+
+# --- effective MACs on real images, against a brute force ------------------------------
+
+
+def _brute_effective(x: np.ndarray, k: int, s: int, padding: str, filters: int) -> int:
+    """Count (output position, filter, real tap) triples whose input is nonzero by looping
+    over output windows (the core counts from the input side, via fan-out)."""
+    n, h, w, c = x.shape
+    if padding == "same":
+        oh, ow = -(-h // s), -(-w // s)
+        ph = max((oh - 1) * s + k - h, 0) // 2
+        pw = max((ow - 1) * s + k - w, 0) // 2
+    else:
+        oh, ow, ph, pw = (h - k) // s + 1, (w - k) // s + 1, 0, 0
+    total = 0
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for di in range(k):
+                    for dj in range(k):
+                        r, q = i * s - ph + di, j * s - pw + dj
+                        if 0 <= r < h and 0 <= q < w:
+                            total += int(np.count_nonzero(x[b, r, q, :]))
+    return total * filters
+
+
+def test_effective_ops_on_mnist_against_brute_force(data_dir):
+    from effmodel.datasets import to_float
+    from effmodel.forward import iter_layers
+    from effmodel.pipeline import dataset_arrays
+
+    _, arrays = dataset_arrays("mnist", data_dir)
+    x = to_float(arrays.x_test[:6])
+    spec = ArchitectureSpec(
+        name="eff", dataset="mnist", input_shape=(28, 28, 1),
+        layers=(LayerSpec(type="conv2d", name="c1", filters=3, kernel=5, stride=2, padding="same"),
+                LayerSpec(type="conv2d", name="c2", filters=2, kernel=3, padding="valid"),
+                LayerSpec(type="flatten", name="f"),
+                LayerSpec(type="dense", name="d", units=4, activation="softmax")),
+    )
+    rng = np.random.default_rng(0)
+    weights = {"c1": LayerWeights(rng.normal(size=(5, 5, 1, 3)).astype(np.float32), np.full(3, -0.5, np.float32)),
+               "c2": LayerWeights(rng.normal(size=(3, 3, 3, 2)).astype(np.float32), np.zeros(2, np.float32)),
+               "d": LayerWeights(rng.normal(size=(12 * 12 * 2, 4)).astype(np.float32), np.zeros(4, np.float32))}
+    eff = ann_effective_ops(spec, weights, x, batch_size=4)  # two batches, one partial
+    outs = {i: o for i, _, o in iter_layers(spec, weights, x)}
+    assert eff["c1"] * 6 == _brute_effective(x, 5, 2, "same", 3)
+    assert eff["c2"] * 6 == _brute_effective(outs[0], 3, 1, "valid", 2)
+    assert eff["d"] * 6 == int(np.count_nonzero(outs[1])) * 4
+    assert 0 < eff["c2"] < count_network(spec).layers[1].synapses  # ReLU zeros are really skipped
