@@ -25,6 +25,17 @@ from .errors import UsageError
 from .specs import ArchitectureSpec
 
 
+READOUTS = ("spikes", "potential")
+"""How a simulator turns output activity into a class at each step.
+
+``spikes`` (default, snntoolbox INIsim's rule): the class whose output neuron
+has emitted the most spikes up to and including step ``t``, the lowest class
+index on ties, and no class (``-1``, counted wrong) while no output neuron has
+spiked yet.  ``potential``: the most output spikes, ties (including "no spike
+yet") broken by the highest membrane potential after step ``t``; only for
+simulators that expose the potential (``norse``)."""
+
+
 @dataclass(frozen=True)
 class NormalisationSettings:
     """Data-based weight normalisation (Rueckauer et al. 2017).
@@ -93,6 +104,7 @@ class SimulationConfig:
     workdir: Path | None = None
     record_spiketrains: bool = False  # keep per-neuron spike counts of the first batch (tests)
     options: Mapping[str, Any] = field(default_factory=dict)
+    readout: str = "spikes"  # or "potential"; see READOUTS
 
     def __post_init__(self) -> None:
         if int(self.duration) <= 0:
@@ -101,6 +113,8 @@ class SimulationConfig:
             raise UsageError(f"batch size must be positive, got {self.batch_size}")
         if self.input_encoding not in ("analog", "poisson"):
             raise UsageError(f"input encoding must be 'analog' or 'poisson', got {self.input_encoding!r}")
+        if self.readout not in READOUTS:
+            raise UsageError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
 
 
 @dataclass(frozen=True)
