@@ -27,6 +27,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import DataError
+from .accounting import LAYER_COLUMNS as FAIR_LAYER_COLUMNS
+from .accounting import LAYER_INT as FAIR_LAYER_INT
+from .accounting import RESULT_COLUMNS as FAIR_RESULT_COLUMNS
+from .accounting import RESULT_INT as FAIR_RESULT_INT
+from .accounting import RESULT_TEXT as FAIR_RESULT_TEXT
 from .faults import fault_point
 
 STORE_NAME = "effmodel.sqlite"
@@ -40,17 +45,21 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "snn_accuracy", "duration", "num_test", "batch_size", "normalisation_percentile",
     "threshold_tolerance", "threshold_step", "synops_at_threshold", "synops_total", "synops_input_layer",
     "neuron_updates_total", "mean_spike_rate", "total_costs", "snn_costs", "factor",
+    *FAIR_RESULT_COLUMNS,  # fair accounting (issue 13): counts, accesses and cost split at the cost point
     "wall_seconds", "created", "spec_json", "extra_json",
 )
 TIMESTEP_COLUMNS = ("run_id", "model", "simulator", "t", "error", "synops_cumulative")
-LAYER_COLUMNS = ("run_id", "model", "simulator", "layer", "type", "neurons", "spikes", "synops", "spike_rate", "rate_act_corr")
+LAYER_COLUMNS = ("run_id", "model", "simulator", "layer", "type", "neurons", "spikes", "synops", "spike_rate", "rate_act_corr",
+                 *FAIR_LAYER_COLUMNS)
 
 _REAL = {"ann_accuracy", "snn_accuracy", "normalisation_percentile", "threshold_tolerance", "synops_at_threshold",
          "synops_total", "synops_input_layer", "neuron_updates_total", "mean_spike_rate", "total_costs", "snn_costs",
          "factor", "wall_seconds", "error", "synops_cumulative", "spike_rate", "rate_act_corr"}
 _INT = {"seed", "epochs", "depth", "conv_layers", "dense_layers", "params", "neurons", "ann_macs", "ann_synapses",
         "ann_flops", "ann_flops_snntoolbox", "ann_flops_simulator", "duration", "num_test", "batch_size",
-        "threshold_step", "t", "spikes", "synops"}
+        "threshold_step", "t", "spikes", "synops"} | FAIR_RESULT_INT | FAIR_LAYER_INT
+_REAL |= set(FAIR_RESULT_COLUMNS) - FAIR_RESULT_INT - FAIR_RESULT_TEXT
+_REAL |= set(FAIR_LAYER_COLUMNS) - FAIR_LAYER_INT
 
 
 def _decl(cols: Sequence[str]) -> str:

@@ -1,0 +1,117 @@
+"""Fair accounting of one simulated result (issue 13): the columns it adds.
+
+:func:`result_columns` turns a simulation's per-layer series into the work
+of both networks at the cost point (:func:`effmodel.counting.network_work`),
+their memory accesses by kind and the cost model's split of each side into
+arithmetic, memory, neuron updates and the input layer, with the factor's
+exact interval and the break-even MAC:SynOp ratio.  :func:`layer_columns`
+stores the per-layer work, so a report can price any stored result under
+any preset afterwards (:func:`work_from_layer_rows`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .costs import CostModel
+from .counting import ACCESS_KINDS, LayerWork, NetworkCount, NetworkWork, network_work
+from .specs import ArchitectureSpec
+
+FAIR_PRESET = "fair-45nm-fp32"
+FAIR_ZS_PRESET = "fair-45nm-fp32-zs"
+
+# Per result row (per image, at the cost point).
+RESULT_COLUMNS = (
+    "cost_point", "cost_point_delta", "cost_point_reached", "snn_accuracy_at_cost_point",
+    "ann_effective_macs", "ann_neuron_activations", "snn_neuron_updates", "snn_input_macs",
+    *(f"ann_{k}" for k in ("weight_reads", "act_reads", "act_writes")),
+    *(f"snn_{k}" for k in ACCESS_KINDS if k != "act_writes"),
+    *(f"{side}_cost_{part}" for side in ("ann", "snn") for part in ("arithmetic", "memory", "neuron", "input")),
+    "factor_low", "factor_high", "break_even_ratio",
+)
+RESULT_INT = {"cost_point_reached"}
+RESULT_TEXT = {"cost_point"}
+# Per layer row (per image, at the cost point).
+LAYER_COLUMNS = ("layer_index", "layer_inputs", "layer_params", "ann_dense_ops", "ann_effective_ops",
+                 "snn_synops_in", "snn_spikes_in", "snn_spikes_out", "cost_step", "first_layer")
+LAYER_INT = {"layer_index", "layer_inputs", "layer_params", "cost_step", "first_layer"}
+
+
+def work_at(spec: ArchitectureSpec, result: Any, step: int, effective_ops: Mapping[str, float] | None) -> NetworkWork:
+    """Per-layer work of ``result`` (a :class:`SimulationResult`) at ``step``."""
+    return network_work(spec, step, result.num_images, dict(result.synops_t), dict(result.spikes_t),
+                        dict(effective_ops or {}))
+
+
+def result_columns(work: NetworkWork, model: CostModel, counts: NetworkCount, *, cost_point: str, delta: float,
+                   reached: bool, accuracy_at_step: float) -> dict[str, Any]:
+    """The fair-accounting columns of a results row under ``model``."""
+    ann_acc = work.ann_accesses(model.zero_skipping)
+    snn_acc = work.snn_accesses(model.first_layer, model.zero_skipping)
+    b = model.breakdown(work, counts)
+    lo, hi = model.factor_interval(work, counts)
+    row: dict[str, Any] = {
+        "cost_point": cost_point, "cost_point_delta": delta, "cost_point_reached": int(reached),
+        "snn_accuracy_at_cost_point": accuracy_at_step,
+        "ann_effective_macs": sum(l.effective_ops for l in work.layers if l.has_weights),
+        "ann_neuron_activations": float(work.ann_neuron_activations),
+        "snn_neuron_updates": float(work.snn_neuron_updates),
+        "snn_input_macs": work.input_macs_per_step,
+        "factor_low": lo, "factor_high": hi, "break_even_ratio": model.break_even_ratio(work, counts),
+    }
+    row |= {f"ann_{k}": getattr(ann_acc, k) for k in ("weight_reads", "act_reads", "act_writes")}
+    row |= {f"snn_{k}": getattr(snn_acc, k) for k in ACCESS_KINDS if k != "act_writes"}
+    for side, cost in (("ann", b.ann), ("snn", b.snn)):
+        row |= {f"{side}_cost_arithmetic": cost.arithmetic, f"{side}_cost_memory": cost.memory,
+                f"{side}_cost_neuron": cost.neuron, f"{side}_cost_input": cost.input_layer}
+    if model.accounting == "access":  # the headline columns follow the model's own total
+        row |= {"total_costs": b.ann.total, "snn_costs": b.snn.total, "factor": b.factor}
+    return row
+
+
+def layer_columns(work: NetworkWork) -> dict[str, dict[str, Any]]:
+    """Per layer name, the stored per-layer work."""
+    return {l.name: {"layer_index": l.index, "layer_inputs": l.inputs, "layer_params": l.params,
+                     "ann_dense_ops": l.dense_ops, "ann_effective_ops": l.effective_ops, "snn_synops_in": l.synops,
+                     "snn_spikes_in": l.spikes_in, "snn_spikes_out": l.spikes_out, "cost_step": l.steps,
+                     "first_layer": int(l.first)} for l in work.layers}
+
+
+def work_from_layer_rows(rows: Iterable[Mapping[str, Any]], name: str = "") -> NetworkWork | None:
+    """Rebuild a result's :class:`NetworkWork` from its stored layer rows
+    (``None`` for results stored before fair accounting existed)."""
+    layers = []
+    for r in sorted(rows, key=lambda r: (r.get("layer_index") is None, r.get("layer_index") or 0)):
+        if r.get("ann_dense_ops") is None or r.get("layer_index") is None:
+            return None
+        layers.append(LayerWork(
+            name=str(r["layer"]), type=str(r["type"]), index=int(r["layer_index"]), inputs=int(r["layer_inputs"]),
+            params=int(r["layer_params"]), neurons=int(r["neurons"]), dense_ops=float(r["ann_dense_ops"]),
+            effective_ops=float(r["ann_effective_ops"]), synops=float(r["snn_synops_in"]),
+            spikes_in=float(r["snn_spikes_in"]), spikes_out=float(r["snn_spikes_out"]), steps=int(r["cost_step"]),
+            first=bool(r["first_layer"])))
+    if not layers:
+        return None
+    return NetworkWork(spec_name=name, steps=layers[0].steps, layers=tuple(layers))
+
+
+def accuracy_at(result: Any, step: int) -> float:
+    """The SNN's accuracy after 1-based ``step``."""
+    return float(1.0 - np.asarray(result.error_t)[step - 1])
+
+
+def measured_effective_ops(spec: ArchitectureSpec, weights: Any, x: Any, n: int, chunk: int = 1000) -> dict[str, float]:
+    """:func:`effmodel.counting.ann_effective_ops` over the first ``n`` images
+    of ``x`` (raw dataset arrays), converted to float a chunk at a time so
+    that 10,000 CIFAR-10 images never sit in memory as floats at once."""
+    from .counting import ann_effective_ops
+    from .datasets import to_float
+
+    totals: dict[str, float] = {}
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        for name, per_image in ann_effective_ops(spec, weights, to_float(x[start:stop])).items():
+            totals[name] = totals.get(name, 0.0) + per_image * (stop - start)
+    return {k: v / max(n, 1) for k, v in totals.items()}
