@@ -49,6 +49,7 @@ class RunSettings:
     early_stopping: int | None = None
     normalisation: NormalisationSettings = field(default_factory=NormalisationSettings)
     input_encoding: str = "analog"
+    readout: str = "spikes"  # effmodel.simulation.READOUTS; the same rule for every simulator
     cost_model: str = "report-14x"
     threshold_tolerance: float = DEFAULT_TOLERANCE
     simulator_options: Mapping[str, Any] = field(default_factory=dict)
@@ -63,6 +64,8 @@ class RunSettings:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
         if self.threshold_tolerance < 0:
             raise UsageError(f"--tolerance must be >= 0, got {self.threshold_tolerance}")
+        if self.readout not in ("spikes", "potential"):
+            raise UsageError(f"--readout must be spikes or potential, got {self.readout!r}")
 
     def duration_for(self, dataset: str) -> int:
         return self.duration or DEFAULT_DURATION.get(dataset, 100)
@@ -308,6 +311,7 @@ def compute_item(
     config = SimulationConfig(
         duration=duration, batch_size=settings.batch_size, input_encoding=settings.input_encoding, seed=settings.seed,
         workdir=workdir, record_spiketrains=settings.record_layers, options=dict(settings.simulator_options),
+        readout=settings.readout,
     )
     done = 0
 

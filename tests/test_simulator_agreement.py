@@ -5,8 +5,9 @@ the core), the same images and T.  Issue 4's bar: top-1 accuracy at T within
 one point, total SynOps within 5%.  Both use integrate-and-fire neurons with
 reset by subtraction and the exact fan-out, so in practice they agree to
 float round-off; the remaining difference is first-step handling (INIsim
-predicts 'no class' until an output neuron spikes, Norse breaks ties by
-membrane potential).  Tie-breaking matters for weak models: with a model
+predicts 'no class' until an output neuron spikes, Norse's ``potential``
+readout breaks ties by membrane potential; with the default ``spikes``
+readout Norse applies INIsim's rule).  Tie-breaking matters for weak models: with a model
 trained on 2,000 images for one epoch and T = 30, both simulators produced
 identical SynOps in every layer yet two of 60 predictions differed, all on
 output spike-count ties.  Hence a model trained on the full split here.
@@ -44,8 +45,9 @@ def test_inisim_and_norse_agree(both, model, max2avg, data_dir, tmp_path_factory
                             normalisation=NormalisationSettings(num_images=300, max2avg_pool=max2avg))
     arrays = plugins.get_datasets()["mnist"].load(Path(data_dir))
     results = []
-    for sim, options in ((both[0], {}), (both[1], {}), (both[1], {"readout": "spikes"})):
-        config = SimulationConfig(duration=50, batch_size=50, options=options,
+    # norse twice: the membrane-potential readout, and the core's default (INIsim's rule)
+    for sim, readout in ((both[0], "spikes"), (both[1], "potential"), (both[1], "spikes")):
+        config = SimulationConfig(duration=50, batch_size=50, readout=readout,
                                   workdir=tmp_path_factory.mktemp(sim.name) / "work")
         results.append(simulate(sim, net, iter_batches(arrays.x_test, arrays.y_test, 50, 100), config))
     ini, nor, nor_spikes = results
@@ -57,8 +59,8 @@ def test_inisim_and_norse_agree(both, model, max2avg, data_dir, tmp_path_factory
         assert abs(int(nor.synops_t[layer].sum()) - int(total)) <= max(0.05 * total, 0)
     # after the first step both predict the same classes
     assert np.mean(ini.predictions == nor.predictions) >= 0.95
-    # With INIsim's readout (spike counts only, no class before the first
-    # output spike) Norse reproduces INIsim's whole error curve, step by step:
+    # With INIsim's readout (the default: spike counts only, no class before
+    # the first output spike) Norse reproduces INIsim's whole error curve, step by step:
     # the early-step difference is the readout rule, not the dynamics.
     assert np.max(np.abs(nor_spikes.correct_t - ini.correct_t)) <= 1
-    assert not np.array_equal(nor.correct_t[:3], ini.correct_t[:3])  # the default readout differs early
+    assert not np.array_equal(nor.correct_t[:3], ini.correct_t[:3])  # the potential readout differs early

@@ -62,6 +62,7 @@ def run_command(
     max2avg_pool: bool = typer.Option(False, "--max2avg-pool", help="Replace max pooling by average pooling."),
     normalisation: str = typer.Option("effmodel", help="INIsim only: effmodel (shared), snntoolbox or online."),
     poisson: bool = typer.Option(False, "--poisson", help="Poisson spike input instead of analog input."),
+    readout: str = typer.Option("spikes", "--readout", help="Class readout for every simulator: spikes (INIsim's rule: most output spikes, lowest index on ties, no class before the first output spike) or potential (ties by membrane potential; norse only)."),
     cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor (see `effmodel cost-models`)."),
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
     output: Path = typer.Option(Path("out"), "--output", "-o", help="Output directory (results.csv, timesteps.csv, effmodel.sqlite)."),
@@ -83,7 +84,7 @@ def run_command(
         normalisation=NormalisationSettings(percentile=percentile, num_images=norm_images, max2avg_pool=max2avg_pool,
                                             online=normalisation == "online"),
         input_encoding="poisson" if poisson else "analog", cost_model=cost_model, threshold_tolerance=tolerance,
-        simulator_options=opts,
+        simulator_options=opts, readout=readout,
     )
     # Validate names and paths before any expensive work or any store write.
     from .. import plugins

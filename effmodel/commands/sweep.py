@@ -38,6 +38,7 @@ def sweep_command(
     duration: Optional[int] = typer.Option(None, help="Time steps T (default: 100 MNIST, 150 CIFAR-10)."),
     batch_size: int = typer.Option(50, help="Images simulated at once (bounds memory)."),
     cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor."),
+    readout: str = typer.Option("spikes", "--readout", help="Class readout for every simulator: spikes (INIsim's rule: most output spikes, lowest index on ties, no class before the first output spike) or potential (ties by membrane potential; norse only)."),
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
     sample_seed: int = typer.Option(0, help="Seed of the grid sampling (ties only)."),
     output: Path = typer.Option(Path("out-sweep"), "--output", "-o", help="Output directory (store and CSVs)."),
@@ -69,7 +70,7 @@ def sweep_command(
     settings = RunSettings(
         simulator=simulator, output=output, data_dir=data_dir, cache_dir=cache_dir, num_test=num_test,
         duration=duration, batch_size=batch_size, epochs=epochs, seed=seed_list[0], max_train_images=max_train_images,
-        cost_model=cost_model, threshold_tolerance=tolerance,
+        cost_model=cost_model, threshold_tolerance=tolerance, readout=readout,
     )
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     say(f"sweep: {len(points)} architectures x {len(seed_list)} seed(s); within-dataset corr(depth, log params) = "

@@ -38,6 +38,8 @@ class InisimSession:
     """A converted INIsim network in a fresh working directory."""
 
     def __init__(self, network: ConvertedNetwork, config: SimulationConfig):
+        if config.readout != "spikes":
+            raise UsageError(f"inisim supports only --readout spikes (snntoolbox's rule), not {config.readout!r}")
         opts = dict(config.options)
         mode = str(opts.get("normalisation", "effmodel"))
         if mode not in NORMALISATION_MODES:
