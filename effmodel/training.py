@@ -2,7 +2,8 @@
 
 The key hashes everything that changes the trained weights: the network
 (layers, not its name), dataset, seed, epochs, batch size, learning rate,
-early stopping, training-set size and library versions.  A cache entry is a
+early stopping, training-set size, library versions and the source of this
+module (:func:`training_code_version`).  A cache entry is a
 folder ``<cache>/<key>/`` with ``model.h5``, ``meta.json`` and TensorBoard
 ``logs/``; it is written to a temporary folder and renamed into place, so an
 interrupted run never leaves an entry that looks complete.
@@ -24,6 +25,7 @@ import numpy as np
 
 from .datasets import Arrays, split_train_validation, to_float
 from .errors import DataError, UsageError
+from .faults import fault_point
 from .simulation import LayerWeights
 from .specs import ArchitectureSpec
 
@@ -61,9 +63,17 @@ class TrainedModel:
         return float(self.metadata["test_accuracy"])
 
 
+def training_code_version() -> str:
+    """Hash of this module's source: models trained by older training code
+    (a changed optimizer, split or preprocessing) are never reused from the
+    cache, e.g. by a CI cache kept between runs."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
 def cache_key(spec: ArchitectureSpec, dataset: str, settings: TrainingSettings, versions: Mapping[str, str]) -> str:
     blob = json.dumps(
-        {"spec": spec.content_hash(), "dataset": dataset, "settings": asdict(settings), "versions": dict(versions)},
+        {"spec": spec.content_hash(), "dataset": dataset, "settings": asdict(settings), "versions": dict(versions),
+         "training_code": training_code_version()},
         sort_keys=True,
     ).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
@@ -122,6 +132,34 @@ def evaluate(model, x_uint8: np.ndarray, y: np.ndarray, batch_size: int = 500) -
     return correct / max(len(x_uint8), 1)
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _valid_entry_meta(entry: Path) -> dict[str, Any] | None:
+    """The metadata of a complete cache entry, or None when ``meta.json`` does
+    not parse or ``model.h5`` does not match the digest recorded when it was
+    written (truncated or overwritten).  Entries from before the digest was
+    recorded are checked by opening the HDF5 file."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        if not isinstance(meta, dict) or "test_accuracy" not in meta:
+            return None
+        digest = meta.get("model_sha256")
+        if digest is not None:
+            return meta if _sha256(entry / "model.h5") == digest else None
+        import h5py
+
+        with h5py.File(entry / "model.h5", "r") as f:
+            return meta if "model_config" in f.attrs and "model_weights" in f else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def train(
     spec: ArchitectureSpec,
     arrays: Arrays,
@@ -139,8 +177,11 @@ def train(
     entry = cache / key
     meta_path = entry / "meta.json"
     if meta_path.is_file() and (entry / "model.h5").is_file():
-        meta = json.loads(meta_path.read_text())
-        return TrainedModel(spec=spec, path=entry / "model.h5", key=key, metadata=meta, cache_hit=True)
+        meta = _valid_entry_meta(entry)
+        if meta is not None:
+            return TrainedModel(spec=spec, path=entry / "model.h5", key=key, metadata=meta, cache_hit=True)
+        print(f"{spec.name}: the cached model {entry} is truncated or damaged; training it again", file=sys.stderr)
+        shutil.rmtree(entry, ignore_errors=True)
 
     if tuple(arrays.x_train.shape[1:]) != tuple(spec.input_shape):
         raise DataError(f"{spec.name} expects inputs {spec.input_shape}, the dataset has {arrays.x_train.shape[1:]}")
@@ -168,6 +209,7 @@ def train(
         )
         wall = time.perf_counter() - started
         test_acc = evaluate(model, arrays.x_test, arrays.y_test)
+        fault_point("train", spec.name)
         model.save(str(tmp / "model.h5"), include_optimizer=False)
         meta = {
             "model": spec.name, "dataset": spec.dataset, "key": key, "spec": spec.to_dict(),
@@ -175,6 +217,7 @@ def train(
             "validation_images": int(len(xva)), "epochs_run": len(history.history.get("loss", [])),
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "test_accuracy": test_acc, "train_seconds": wall, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "model_sha256": _sha256(tmp / "model.h5"),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if entry.is_dir() and not meta_path.is_file():  # a broken entry from older code or by hand
