@@ -13,7 +13,8 @@ Checked per batch of ``B`` images simulated for ``T`` steps:
   (:func:`effmodel.counting.spiking_layer_indices`), plus ``"input"`` only
   with Poisson input; every value of shape ``(T,)``, non-negative integers;
 - spikes per step never exceed that layer's neurons x ``B``;
-- ``predictions``: shape ``(B,)``, integer class indices of the output layer.
+- ``predictions``: shape ``(B,)``, integer class indices of the output layer,
+  or ``-1`` (no class: the ``spikes`` readout before the first output spike).
 """
 
 from __future__ import annotations
@@ -85,12 +86,12 @@ def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig,
     if preds.shape != (batch,):
         return f"predictions: expected shape ({batch},), got {preds.shape}"
     classes = _num_classes(spec)
-    bad = _first_bad(preds, lower=0, upper=classes - 1 if classes else None)
+    bad = _first_bad(preds, lower=-1, upper=classes - 1 if classes else None)  # -1: no class yet
     if bad is not None:
         i, value = bad
         if isinstance(value, str):
             return f"predictions: expected integer class indices, got {value}"
-        return f"predictions: expected class indices in [0, {classes - 1}], got {value!r} for image {i}"
+        return f"predictions: expected class indices in [0, {classes - 1}] or -1 (no class), got {value!r} for image {i}"
     return None
 
 
