@@ -65,13 +65,29 @@ class LayerWeights:
 class ConvertedNetwork:
     """A trained network ready for conversion, shared by every simulator.
 
-    ``weights``: trained weights per conv/dense layer name.
-    ``normalised_weights``: the same after data-based normalisation, so that
-    the ``percentile`` activation of each layer maps to threshold 1.
-    ``scale_factors``: the per-layer activation scale (lambda) used.
+    A simulator must build its network from :attr:`simulated_spec` and
+    ``normalised_weights`` (IF neurons with threshold 1); with ``spec`` or
+    ``weights`` instead, ``--max2avg-pool`` and the normalisation are
+    silently ignored.
+
+    ``spec``: the architecture as trained (may contain max pooling).
+    ``weights``: trained weights per conv/dense layer name (the ANN's),
+    :class:`LayerWeights` in Keras layout: conv kernel ``(kh, kw, c_in,
+    c_out)``, dense kernel ``(n_in, n_out)`` with ``n_in`` in Keras' NHWC
+    flatten order, bias ``(c_out,)`` or None.
+    ``normalised_weights``: the same names and layout after data-based
+    normalisation (``W * lambda_prev / lambda_l``, ``b / lambda_l``,
+    :mod:`effmodel.normalisation`), so that the ``percentile`` activation of
+    each layer maps to threshold 1: an IF neuron fed these currents fires at
+    rate ``activation / lambda_l`` spikes per step.
+    ``scale_factors``: layer name -> the activation scale ``lambda_l`` used
+    (dimensionless; pixels in [0, 1] have scale 1).
+    ``normalisation``: the :class:`NormalisationSettings` that produced them.
     ``model_path``: the trained Keras ``.h5`` file, for simulators that parse
-    Keras models themselves (snntoolbox).
-    ``norm_images``: the images the normalisation was computed on (NHWC, [0,1]).
+    Keras models themselves (snntoolbox); None for networks built from
+    numpy weights (``effmodel.testing.tiny_network``).
+    ``norm_images``: the images the normalisation was computed on (NHWC,
+    float32 in [0, 1]); None when not kept.
     """
 
     spec: ArchitectureSpec
@@ -84,17 +100,40 @@ class ConvertedNetwork:
 
     @property
     def simulated_spec(self) -> ArchitectureSpec:
-        """The spec that is simulated (max pooling swapped if asked)."""
+        """The spec that is simulated: ``spec`` with max pooling replaced by
+        average pooling when ``normalisation.max2avg_pool`` is set.  Layer
+        names are unchanged, so they key ``normalised_weights``,
+        ``BatchResult.synops_t`` and ``spikes_t`` alike."""
         return self.spec.with_avg_pooling() if self.normalisation.max2avg_pool else self.spec
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """How to simulate: duration in steps, batch size, input coding, etc.
+    """How to simulate, the same for every simulator of a run.
 
-    ``workdir`` is a fresh, empty directory owned by this run (simulators
-    must not share state between runs).  ``options`` carries
-    simulator-specific settings (documented by each plugin).
+    ``duration``: time steps ``T`` per image (one step = one synchronous
+    update of every layer; no physical time unit).
+    ``batch_size``: the most images the core passes to one ``run_batch``
+    (the last batch may be smaller; a session must accept any size up to it).
+    ``input_encoding``: ``"analog"``: the first spiking layer receives the
+    current ``W x + b`` of the pixel values ``x`` in [0, 1] at every step, and
+    the input causes no SynOps; ``"poisson"``: pixel ``p`` spikes with
+    probability ``p`` per step, and those spikes are counted as a layer named
+    ``"input"`` (spikes, and SynOps = spikes x ``fanout_map(spec, -1)``).
+    ``seed``: seed for any randomness of the simulation (Poisson input).
+    ``workdir``: a folder the core has created, empty and owned by this run
+    (scratch files; removed after the run unless the option
+    ``keep_workdir=true``).  None when a simulator is called directly
+    (``effmodel.simulation.simulate`` from a test): then make a temporary one
+    if needed.  Never share state between runs.
+    ``record_spiketrains``: also return ``BatchResult.spike_counts``.
+    ``options``: simulator-specific settings from ``--option KEY=VALUE``,
+    converted by the CLI: ``true``/``false`` (any case) -> bool, then int,
+    then float, else the string as given.  Each plugin documents its keys and
+    should reject unknown ones with a one-line ``UsageError``.
+    ``readout``: how output activity becomes a class at each step, one of
+    :data:`READOUTS` (default ``"spikes"``, INIsim's rule); a simulator that
+    cannot honour it raises a one-line ``UsageError`` in ``open``.
     """
 
     duration: int
@@ -119,16 +158,31 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What one simulated batch produced.
+    """What one simulated batch of ``B`` images and ``T`` steps produced
+    (checked by :mod:`effmodel.contract` before the core merges it).
 
-    ``correct_t``: shape (T,), images classified correctly at each step.
-    ``synops_t``: per spiking layer name, shape (T,), exact SynOps caused by
-    that layer's spikes at each step (not cumulative), summed over the batch.
-    ``spikes_t``: per spiking layer name, shape (T,), spikes emitted.
-    ``predictions``: shape (B,), the class predicted at the last step.
-    ``spike_counts``: optional per layer name, per-neuron spike totals over
-    the run, shape (B, *layer_shape); only when ``record_spiketrains``.
-    ``extra``: simulator-specific figures (e.g. snntoolbox's own counts).
+    Keys of ``synops_t`` and ``spikes_t``: the names of *all* spiking layers of
+    ``network.simulated_spec``, i.e. ``spec.layers[i].name`` for ``i`` in
+    :func:`effmodel.counting.spiking_layer_indices` (conv, dense, max/avg
+    pooling, the output layer included; not flatten or dropout), plus
+    ``"input"`` with Poisson input only.
+
+    ``correct_t``: int array ``(T,)``, images of the batch classified
+    correctly at step ``t`` (per step, not cumulative), by
+    ``SimulationConfig.readout``; an image with no class (-1) is wrong.
+    ``synops_t``: layer name -> int array ``(T,)``: SynOps caused by that
+    layer's spikes *at* step ``t`` (not cumulative), summed over the batch;
+    one SynOp per spike and receiving synapse, i.e. spikes x exact fan-out
+    (:func:`effmodel.counting.fanout_map`, zero for the output layer).
+    ``spikes_t``: layer name -> int array ``(T,)``: spikes emitted at step
+    ``t``, summed over the batch and the layer's neurons.
+    ``predictions``: int array ``(B,)``, the class at the last step (-1: no
+    class yet under the ``spikes`` readout).
+    ``spike_counts``: only when ``record_spiketrains``: layer name -> int
+    array ``(B, *layer_shape)`` (channels last), per-neuron spike totals over
+    all ``T`` steps; else None.
+    ``extra``: simulator-specific figures; numbers are summed over batches,
+    other values keep the first batch's.
     """
 
     correct_t: np.ndarray
