@@ -27,7 +27,7 @@ from .errors import DataError, UsageError
 from .faults import fault_point
 from .simulation import ConvertedNetwork, NormalisationSettings, SimulationConfig, SimulationResult, simulate
 from .specs import ArchitectureSpec
-from .threshold import DEFAULT_TOLERANCE, synops_at_step, threshold_step
+from .threshold import COST_POINTS, DEFAULT_DELTA, DEFAULT_TOLERANCE, cost_point_step, synops_at_step
 
 DEFAULT_DURATION = {"mnist": 100, "cifar10": 150}  # the report's simulation lengths
 
@@ -52,6 +52,8 @@ class RunSettings:
     readout: str = "spikes"  # effmodel.simulation.READOUTS; the same rule for every simulator
     cost_model: str = "report-14x"
     threshold_tolerance: float = DEFAULT_TOLERANCE
+    cost_point: str = "settle"  # or "iso-accuracy": first step with SNN error <= ANN error + delta
+    delta: float = DEFAULT_DELTA
     simulator_options: Mapping[str, Any] = field(default_factory=dict)
     record_layers: bool = True  # per-layer activation/spike-rate correlation (first batch)
 
@@ -64,6 +66,10 @@ class RunSettings:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
         if self.threshold_tolerance < 0:
             raise UsageError(f"--tolerance must be >= 0, got {self.threshold_tolerance}")
+        if self.cost_point not in COST_POINTS:
+            raise UsageError(f"--cost-point must be {' or '.join(COST_POINTS)}, got {self.cost_point!r}")
+        if self.delta < 0:
+            raise UsageError(f"--delta must be >= 0, got {self.delta}")
         if self.readout not in ("spikes", "potential"):
             raise UsageError(f"--readout must be spikes or potential, got {self.readout!r}")
 
@@ -71,16 +77,38 @@ class RunSettings:
         return self.duration or DEFAULT_DURATION.get(dataset, 100)
 
 
-def item_key(spec: ArchitectureSpec, settings: RunSettings) -> str:
+def item_key(spec: ArchitectureSpec, settings: RunSettings, weights: Mapping[str, Any] | None = None) -> str:
     """Identity of one result: the network, dataset and every setting that
-    changes the numbers (used by sweeps to skip finished items)."""
+    changes the numbers (``run`` and ``sweep`` skip items already stored).
+
+    :param weights: the trained weights of a user's model file (``--model-file``):
+        two files of one architecture are different items.  Registered
+        architectures leave it out, their weights follow from spec and settings.
+    """
     s = asdict(settings)
     for k in ("output", "data_dir", "cache_dir", "record_layers"):
         s.pop(k)
     s["epochs"] = settings.epochs or spec.epochs
     s["duration"] = settings.duration_for(spec.dataset)
-    blob = json.dumps({"spec": spec.content_hash(), "dataset": spec.dataset, "settings": s}, sort_keys=True, default=str)
+    ident = {"spec": spec.content_hash(), "dataset": spec.dataset, "settings": s}
+    if weights is not None:
+        ident["weights"] = weights_digest(weights)
+    blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def weights_digest(weights: Mapping[str, Any]) -> str:
+    """SHA-256 of trained weights (layer names, kernels, biases)."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        w = weights[name]
+        h.update(name.encode())
+        for a in (w.kernel, w.bias):
+            if a is not None:
+                a = np.ascontiguousarray(a)
+                h.update(f"{a.dtype}{a.shape}".encode())
+                h.update(a.tobytes())
+    return h.hexdigest()[:20]
 
 
 # --- pieces -----------------------------------------------------------------------
@@ -175,11 +203,20 @@ def result_row(
     ann_accuracy: float,
     cost_model: CostModel,
     extra: Mapping[str, Any],
+    effective_ops: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The results.csv row of one simulated item."""
+    """The results.csv row of one simulated item.
+
+    :param effective_ops: per layer, the ANN's MACs with a nonzero input per
+        image (:func:`effmodel.accounting.measured_effective_ops`); without it
+        the zero-skipping count equals the dense one.
+    """
+    from .accounting import accuracy_at, result_columns, work_at
+
     counts = count_network(spec)
     sim_counts = count_network(network.simulated_spec)
-    step = threshold_step(result.error_t, settings.threshold_tolerance)
+    step, reached = cost_point_step(result.error_t, settings.cost_point, settings.threshold_tolerance,
+                                    1.0 - ann_accuracy, settings.delta)
     cumulative = result.synops_cumulative
     so = synops_at_step(cumulative, step)
     neuron_updates = sim_counts.spiking_neurons * result.duration
@@ -226,7 +263,9 @@ def result_row(
         "spec_json": json.dumps(spec.to_dict()),
         "extra_json": json.dumps(dict(extra) | {"simulator": _jsonable(sim_extra), "sim_meta": _jsonable(
             {k: v for k, v in result.metadata.items() if k != "extra"})}, default=str),
-    }
+    } | result_columns(work_at(network.simulated_spec, result, step, effective_ops), cost_model, counts,
+                       cost_point=settings.cost_point, delta=settings.delta, reached=reached,
+                       accuracy_at_step=accuracy_at(result, step))
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -284,6 +323,7 @@ def compute_item(
         raise DataError(f"{spec.name} expects inputs {tuple(spec.input_shape)} but {spec.dataset} images are {arrays.x_test.shape[1:]}")
     n_test = len(arrays.x_test) if settings.num_test is None else min(settings.num_test, len(arrays.x_test))
     extra: dict[str, Any] = {"family": family}
+    key = item_key(spec, settings, network.weights if network is not None else None)
     if network is None:
         trained = train_spec(spec, settings, arrays)
         say(f"{spec.name}: {'cached model' if trained.cache_hit else 'trained'} {trained.key} "
@@ -329,7 +369,14 @@ def compute_item(
             _remove_workdir(workdir, default_workdir)
     first_images = to_float(arrays.x_test[: min(settings.batch_size, n_test)]) if settings.record_layers else None
     layers = _layer_rows(network, result, first_images)
-    row = result_row(spec, settings, network, result, ann_acc, cost_model, extra) | {"run_id": run_id, "family": family}
+    from .accounting import layer_columns, measured_effective_ops, work_at
+
+    effective = measured_effective_ops(spec, network.weights, arrays.x_test, n_test)
+    row = result_row(spec, settings, network, result, ann_acc, cost_model, extra, effective) | {
+        "run_id": run_id, "family": family, "item_key": key}
+    fair_layers = layer_columns(work_at(network.simulated_spec, result, row["threshold_step"], effective))
+    for r in layers:
+        r |= fair_layers.get(r["layer"], {})
     if row["ann_flops_simulator"] is not None and row["ann_flops_simulator"] != row["ann_flops_snntoolbox"]:
         say(f"{spec.name}: note: {settings.simulator} counts {row['ann_flops_simulator']:,} ANN operations, "
             f"effmodel's count of the same convention is {row['ann_flops_snntoolbox']:,} "

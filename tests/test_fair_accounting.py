@@ -283,3 +283,85 @@ def test_effective_ops_on_mnist_against_brute_force(data_dir):
     assert eff["c2"] * 6 == _brute_effective(outs[0], 3, 1, "valid", 2)
     assert eff["d"] * 6 == int(np.count_nonzero(outs[1])) * 4
     assert 0 < eff["c2"] < count_network(spec).layers[1].synapses  # ReLU zeros are really skipped
+
+
+# --- end to end: a tiny converted network through Norse, stored and priced again ---------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_dir, tmp_path_factory):
+    from effmodel import plugins
+    from effmodel.conversion import convert
+    from effmodel.datasets import to_float
+    from effmodel.forward import iter_layers
+    from effmodel.pipeline import RunSettings, compute_item, dataset_arrays
+    from effmodel.simulation import NormalisationSettings
+
+    if "norse" not in plugins.get_simulators():
+        pytest.skip("the norse simulator plugin is not installed")
+    spec = ArchitectureSpec(
+        name="fair-e2e", dataset="mnist", input_shape=(28, 28, 1),
+        layers=(LayerSpec(type="conv2d", name="c1", filters=4, kernel=3, stride=2, padding="same"),
+                LayerSpec(type="maxpool", name="p1", pool=2),
+                LayerSpec(type="flatten", name="f"),
+                LayerSpec(type="dense", name="out", units=10, activation="softmax")),
+    )
+    _, arrays = dataset_arrays("mnist", data_dir)
+    rng = np.random.default_rng(3)
+    conv = LayerWeights(rng.normal(0, 0.5, size=(3, 3, 1, 4)).astype(np.float32), np.zeros(4, np.float32))
+    x = to_float(arrays.x_train[:1000])
+    feats = [o for i, _, o in iter_layers(spec, {"c1": conv, "out": LayerWeights(np.zeros((196, 10), np.float32), None)}, x)][2]
+    w, *_ = np.linalg.lstsq(feats, np.eye(10)[arrays.y_train[:1000]], rcond=None)  # a least-squares readout
+    weights = {"c1": conv, "out": LayerWeights(w.astype(np.float32), np.zeros(10, np.float32))}
+    network = convert(spec, weights, arrays, NormalisationSettings(num_images=200))
+    out = tmp_path_factory.mktemp("fair")
+    runs = {}
+    for point in ("settle", "iso-accuracy"):
+        settings = RunSettings(simulator="norse", output=out, data_dir=data_dir, num_test=40, duration=30, batch_size=20,
+                               cost_model="fair-45nm-fp32", cost_point=point, delta=0.05, record_layers=False)
+        runs[point] = compute_item(spec, settings, f"run-{point}", family="test", network=network)
+    return spec, runs
+
+
+def test_run_stores_consistent_fair_columns(tiny_run):
+    spec, runs = tiny_run
+    item = runs["settle"]
+    row, layers = item.row, {r["layer"]: r for r in item.layers}
+    step = row["threshold_step"]
+    # neuron updates: (14x14x4 conv + 7x7x4 pool + 10 out) neurons x the cost step
+    assert row["snn_neuron_updates"] == (784 + 196 + 10) * step
+    assert row["ann_neuron_activations"] == 784 + 10
+    assert row["snn_input_macs"] == count_network(spec).layers[0].synapses
+    # the SynOps attributed to receiving layers add up to the simulator's own cumulative count at that step
+    assert sum(r["snn_synops_in"] for r in layers.values()) == pytest.approx(row["synops_at_threshold"])
+    assert layers["c1"]["snn_synops_in"] == 0 and layers["c1"]["first_layer"] == 1
+    # zero skipping saves something: ReLU zeros and MNIST's black pixels
+    assert 0 < row["ann_effective_macs"] < row["ann_synapses"]
+    # the cost split adds up, the headline follows the fair model, the interval holds it
+    ann = sum(row[f"ann_cost_{p}"] for p in ("arithmetic", "memory", "neuron", "input"))
+    snn = sum(row[f"snn_cost_{p}"] for p in ("arithmetic", "memory", "neuron", "input"))
+    assert row["total_costs"] == pytest.approx(ann) and row["snn_costs"] == pytest.approx(snn)
+    assert row["factor"] == pytest.approx(ann / snn)
+    assert row["factor_low"] <= row["factor"] <= row["factor_high"]
+    assert row["snn_cost_memory"] > row["snn_cost_arithmetic"]  # memory dominates, as the literature says
+    # stored layer rows are enough to price the result again under any preset
+    from effmodel.accounting import work_from_layer_rows
+
+    work = work_from_layer_rows(item.layers)
+    models = {m.name: m for m in load_cost_models(cost_models_toml())}
+    assert models["fair-45nm-fp32"].breakdown(work).factor == pytest.approx(row["factor"])
+    assert models["fair-45nm-fp32-zs"].breakdown(work).ann.total < row["total_costs"]
+
+
+def test_iso_accuracy_cost_point_end_to_end(tiny_run):
+    _, runs = tiny_run
+    settle, iso = runs["settle"], runs["iso-accuracy"]
+    errors = np.array([t["error"] for t in iso.timesteps])
+    ann_error = 1 - iso.row["ann_accuracy"]
+    within = np.nonzero(errors <= ann_error + 0.05 + 1e-12)[0]
+    expected = int(within[0]) + 1 if within.size else len(errors)
+    assert iso.row["threshold_step"] == expected
+    assert iso.row["cost_point"] == "iso-accuracy" and iso.row["cost_point_reached"] == int(within.size > 0)
+    assert iso.row["snn_accuracy_at_cost_point"] == pytest.approx(1 - errors[expected - 1])
+    assert settle.row["cost_point"] == "settle"
+    assert iso.row["item_key"] != settle.row["item_key"]
