@@ -365,3 +365,16 @@ def test_iso_accuracy_cost_point_end_to_end(tiny_run):
     assert iso.row["snn_accuracy_at_cost_point"] == pytest.approx(1 - errors[expected - 1])
     assert settle.row["cost_point"] == "settle"
     assert iso.row["item_key"] != settle.row["item_key"]
+
+
+def test_cost_models_command_cites_every_fair_figure(run_effmodel):
+    out = run_effmodel("cost-models")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("fair-45nm-fp32 "))
+    block = lines[start:start + 10]
+    for field in ("mac = 4.6", "add = 0.9", "synop = 0.9", "neuron_update = 1.8", "neuron_activation = 1.8",
+                  "sram = 8 KB: 10, 32 KB: 20, 1024 KB: 100", "dram = 1950 [1300, 2600]"):
+        assert any(field in l and "Fig. 1.1.9" in l for l in block), field
+    assert any("cross-node" in l for l in lines)
+    assert not any(l.startswith("spinnaker2") for l in lines)

@@ -87,3 +87,14 @@ def cost_models_command(as_json: bool = typer.Option(False, "--json", help="Prin
         return
     for m in models.values():
         typer.echo(f"{m.name:<24} MAC {m.mac:g} / SynOp {m.synop:g} {m.unit} (x{m.mac_to_synop:.1f})  {m.citation}")
+        if getattr(m, "comparison", ""):
+            typer.echo(f"{'':<24} {m.comparison}")
+        if getattr(m, "accounting", "ops") == "access":
+            typer.echo(f"{'':<24} ANN {'zero-skipping' if m.zero_skipping else 'dense'}, SNN first layer "
+                       f"{m.first_layer}, {m.word_bits}-bit values, memory included")
+        for field, source in getattr(m, "citations", {}).items():
+            value = getattr(m, field, None)
+            shown = (", ".join(f"{c / 1024:g} KB: {e:g}" for c, e in value) if field == "sram" else f"{value:g}")
+            if field in getattr(m, "ranges", {}):
+                shown += " [{:g}, {:g}]".format(*m.ranges[field])
+            typer.echo(f"{'':<24}   {field} = {shown} {m.unit}: {source}")
