@@ -65,15 +65,21 @@ def run_command(
     readout: str = typer.Option("spikes", "--readout", help="Class readout for every simulator: spikes (INIsim's rule: most output spikes, lowest index on ties, no class before the first output spike) or potential (ties by membrane potential; norse only)."),
     cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor (see `effmodel cost-models`)."),
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
+    cost_point: str = typer.Option("settle", "--cost-point", help="Step the SNN's costs are taken at: settle (error within --tolerance of its final error) or iso-accuracy (first step with SNN error <= ANN error + --delta)."),
+    delta: float = typer.Option(0.01, "--delta", help="iso-accuracy: allowed SNN error above the ANN's (fraction; 0.01 = 1 point)."),
     output: Path = typer.Option(Path("out"), "--output", "-o", help="Output directory (results.csv, timesteps.csv, effmodel.sqlite)."),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
     cache_dir: Optional[Path] = typer.Option(None, help="Trained-model cache."),
     option: list[str] = typer.Option([], "--option", help="Simulator option KEY=VALUE (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Recompute items already stored in the output folder and replace them."),
 ) -> None:
-    """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison."""
-    from ..pipeline import RunSettings, run_item
+    """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison.
+
+    Items already stored in the output folder (same model, settings and
+    simulator) are skipped, so an interrupted run resumes where it stopped."""
+    from ..pipeline import RunSettings, compute_item, item_key
     from ..simulation import NormalisationSettings
-    from ..store import Store
+    from ..store import STORE_NAME, Store
 
     opts = _parse_options(option)
     if normalisation != "effmodel":
@@ -84,7 +90,7 @@ def run_command(
         normalisation=NormalisationSettings(percentile=percentile, num_images=norm_images, max2avg_pool=max2avg_pool,
                                             online=normalisation == "online"),
         input_encoding="poisson" if poisson else "analog", cost_model=cost_model, threshold_tolerance=tolerance,
-        simulator_options=opts, readout=readout,
+        simulator_options=opts, readout=readout, cost_point=cost_point, delta=delta,
     )
     # Validate names and paths before any expensive work or any store write.
     from .. import plugins
@@ -94,20 +100,56 @@ def run_command(
     plugins.lookup("simulator", plugins.get_simulators(), simulator)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     items = _items(model_file, dataset, models, datasets, settings)
+    keys = [item_key(spec, settings, network.weights if network is not None else None) for spec, network in items]
+    fresh = not (output / STORE_NAME).exists()
+    fresh_dir = not output.exists()
     with Store(output) as store:
         run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {"settings": asdict(settings), "models": [s.name for s, _ in items]})
         status = "failed"
         try:
-            for spec, network in items:
-                run_item(spec, settings, store, run_id, family="byo" if network is not None else "reference",
-                         progress=_progress, network=network)
+            for (spec, network), key in zip(items, keys):
+                if not force and store.has_result(key, simulator):
+                    print(f"{spec.name}: already stored in {output} (item {key}), skipped; --force recomputes",
+                          file=sys.stderr, flush=True)
+                    continue
+                item = compute_item(spec, settings, run_id, family="byo" if network is not None else "reference",
+                                    progress=_progress, network=network)
                 print(file=sys.stderr)
+                with store.locked():  # concurrent runs into DIR: write + export one at a time
+                    store.write_result(item.row, item.timesteps, item.layers)
+                    store.export_csv()  # the CSVs mirror every result stored in DIR, after every item
             status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             store.finish_run(run_id, status)
-            results, _ = store.export_csv()  # the CSVs mirror every result stored in DIR
+            if status == "failed" and fresh and not store.results():
+                store.close()  # a failed first run leaves no trace
+                _remove_fresh_output(output, fresh_dir)
+            else:
+                with store.locked():
+                    results, _ = store.export_csv()
         typer.echo(f"results: {results} (run {run_id}); store: {store.path}")
-        print_table2(store.results(run_id))
+        wanted = set(keys)
+        print_table2([r for r in store.results() if r["item_key"] in wanted and r["simulator"] == simulator])
+
+
+def _remove_fresh_output(output: Path, remove_dir: bool) -> None:
+    """Remove what a failed run wrote into an output folder it created the store in."""
+    import shutil
+
+    from ..store import LOCK_NAME, STORE_NAME
+
+    for name in (STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", LOCK_NAME):
+        (output / name).unlink(missing_ok=True)
+    if (output / "work").is_dir():
+        shutil.rmtree(output / "work", ignore_errors=True)
+    if remove_dir:
+        try:
+            output.rmdir()
+        except OSError:
+            pass
 
 
 def _items(model_file, dataset, models, datasets, settings):
@@ -175,5 +217,13 @@ def print_table2(rows: list[dict]) -> None:
             f"{100 * r['snn_accuracy']:>9.2f}{p.get('snn_acc_pct', '-'):>7}{r['synops_at_threshold'] / 1e6:>9.3f}{so:>11}"
             f"{r['factor']:>8.2f}{p.get('factor', '-'):>7}"
         )
+    for r in rows:
+        if r.get("snn_accuracy_at_cost_point") is not None:
+            split = "".join(f" {side.upper()} {r[f'{side}_cost_arithmetic']:.4g} arith + {r[f'{side}_cost_memory']:.4g} mem"
+                            f" + {r[f'{side}_cost_neuron']:.4g} neuron + {r[f'{side}_cost_input']:.4g} input;"
+                            for side in ("ann", "snn"))
+            typer.echo(f"{r['model']} {r['simulator']}: {r.get('cost_point') or 'settle'} cost point step {r['threshold_step']}, "
+                       f"SNN accuracy there {100 * r['snn_accuracy_at_cost_point']:.2f} %;{split} "
+                       f"factor {r['factor']:.3g} [{r['factor_low']:.3g}, {r['factor_high']:.3g}]")
     if rows and rows[0]["cost_model"] != "report-14x":
         typer.echo(f"(costs in cost model {rows[0]['cost_model']}; the paper's columns use report-14x)")
