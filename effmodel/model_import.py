@@ -24,6 +24,15 @@ element order each ``Flatten`` produces.  Files written with the Theano
 backend hold kernels for a true convolution; like Keras 2's own loader
 (``_need_convert_kernel``) they are flipped spatially for TensorFlow.
 
+Untrusted files.  A model file may come from anywhere, and deserialising it
+with Keras can run code it carries (a ``Lambda`` layer's marshalled
+function, an object from an arbitrary module).  So the architecture is read
+first as plain JSON (the ``.h5``'s ``model_config`` attribute with h5py, the
+``.keras`` archive's ``config.json``) and every layer outside the supported
+list, any serialised function and any module outside Keras are refused
+*before* tf_keras sees the file (:func:`check_model_file`); ``.keras`` files
+are then loaded with ``safe_mode=True``.
+
 Supported layers: InputLayer (skipped), Conv2D, Dense, MaxPooling2D,
 AveragePooling2D, Dropout/SpatialDropout2D, Flatten, and Activation/ReLU/
 Softmax layers that fold into the conv/dense layer before them (or that are
@@ -201,6 +210,7 @@ def _read_h5(p: Path, reader: str) -> _Raw:
     if not has_weights:
         raise DataError(f"{p.name} has no model_weights group: the model was saved without weights")
     version, backend = _text(attrs.get("keras_version")), _text(attrs.get("backend"))
+    _check_config(_parse_config(attrs["model_config"], p, "model_config"), p)  # before any Keras deserialisation
     plain_flatten = _flatten_without_format(attrs["model_config"])
     if not version or version.startswith("1."):
         raise DataError(f"{p.name} was written by Keras {version or '1.x'}; only Keras 2 files are supported")
@@ -235,9 +245,14 @@ def _flatten_without_format(model_config: Any) -> frozenset[str]:
 
 
 def _read_with_tf_keras(p: Path) -> _Raw:
-    from .training import load_model
+    """Deserialise with tf_keras; only after :func:`_check_config` accepted the file."""
+    from .keras_compat import import_keras
 
-    model = load_model(p)
+    keras = import_keras()
+    if p.suffix.lower() in KERAS_SUFFIXES:  # refuses lambdas and arbitrary objects itself, too
+        model = keras.models.load_model(str(p), compile=False, safe_mode=True)
+    else:
+        model = keras.models.load_model(str(p), compile=False)
     weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
     return _Raw(type(model).__name__, model.get_config(), weights, "", "", "tf_keras")
 
@@ -270,8 +285,10 @@ def _read_keras_zip(p: Path) -> _Raw:
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
             if "config.json" not in z.namelist():
                 raise DataError(f"{p.name} is not a Keras model archive (no config.json)")
+            config = z.read("config.json")
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{p.name} is not a readable .keras archive (corrupt or truncated?): {_one_line(exc)}") from None
+    _check_config(_parse_config(config, p, "config.json"), p)  # before any Keras deserialisation
     try:
         raw = _read_with_tf_keras(p)
     except EffmodelError:
@@ -283,6 +300,85 @@ def _read_keras_zip(p: Path) -> _Raw:
         ) from None
     raw.keras_version = str(meta.get("keras_version", ""))
     return raw
+
+
+# --- untrusted files: check the architecture as JSON before Keras sees it -----------------
+
+KNOWN_LAYERS = frozenset({"InputLayer", "Flatten"} | _CONV | _DENSE | _MAXPOOL | _AVGPOOL | _DROPOUT | _ACTIVATION)
+KERAS_MODULES = ("keras", "tf_keras")  # the only modules a config may name
+
+
+def check_model_file(path: str | Path) -> None:
+    """Refuse a Keras ``.h5``/``.keras`` file that is unsafe or unsupported, without deserialising it.
+
+    Reads only JSON (with h5py or zipfile) and raises a one-line
+    :class:`DataError` for a layer outside the supported list, a serialised
+    function (``Lambda``, ``__lambda__``) anywhere in the config, or a module
+    outside Keras.  Call it before handing a user's file to Keras or to a
+    simulator that loads it (snntoolbox's parser).
+    """
+    p = Path(path)
+    if p.suffix.lower() in KERAS_SUFFIXES:
+        try:
+            with zipfile.ZipFile(p) as z:
+                config = z.read("config.json")
+        except (zipfile.BadZipFile, OSError, KeyError) as exc:
+            raise DataError(f"{p.name} is not a readable .keras archive: {_one_line(exc)}") from None
+        _check_config(_parse_config(config, p, "config.json"), p)
+        return
+    import h5py
+
+    try:
+        with h5py.File(p, "r") as f:
+            config = f.attrs.get("model_config")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p.name} is not a readable HDF5 model file (corrupt or truncated?): {_one_line(exc)}") from None
+    if config is None:
+        raise DataError(f"{p.name} has no model_config: a weights-only file; save the whole model (model.save)")
+    _check_config(_parse_config(config, p, "model_config"), p)
+
+
+def _parse_config(value: Any, p: Path, what: str) -> dict[str, Any]:
+    try:
+        cfg = json.loads(_text(value))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p.name}: {what} is not valid JSON (corrupt file?): {_one_line(exc)}") from None
+    if not isinstance(cfg, dict) or "class_name" not in cfg:
+        raise DataError(f"{p.name}: {what} is not a Keras model config")
+    return cfg
+
+
+def _check_config(cfg: dict[str, Any], p: Path) -> None:
+    """Supported layers only, no serialised code, no module outside Keras."""
+    try:
+        chain = _chain(_Raw(cfg["class_name"], cfg.get("config"), {}, "", "", "json"), p)
+    except EffmodelError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise DataError(f"{p.name}: the model config is not a Keras 2 model (malformed: {type(exc).__name__} {exc})") from None
+    _refuse_unknown_layers(chain, p)
+    _refuse_code(cfg, p)
+
+
+def _refuse_unknown_layers(chain: list[tuple[str, dict[str, Any]]], p: Path) -> None:
+    for cls, c in chain:
+        if cls not in KNOWN_LAYERS:
+            raise DataError(f"{p.name}: layer {c.get('name', '?')!r} ({cls}) is not supported; supported layers: {SUPPORTED}")
+
+
+def _refuse_code(obj: Any, p: Path) -> None:
+    """Walk the config: serialised functions or foreign modules are refused."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") in ("Lambda", "__lambda__") or "function_type" in obj:
+            raise DataError(f"{p.name}: the model config holds a serialised Python function; effmodel never runs code from a model file")
+        module = obj.get("module")
+        if isinstance(module, str) and module.split(".")[0] not in KERAS_MODULES:
+            raise DataError(f"{p.name}: the model config refers to module {module!r}; only Keras' own objects are loaded")
+        for v in obj.values():
+            _refuse_code(v, p)
+    elif isinstance(obj, list):
+        for v in obj:
+            _refuse_code(v, p)
 
 
 # --- config -> linear chain of layers ---------------------------------------------------
@@ -384,10 +480,7 @@ def _translate(raw: _Raw, p: Path):
     """Spec layers, channels_last weights, input shape, notes, and whether the
     file's layers map one-to-one onto the spec (so the file itself is usable)."""
     chain = _chain(raw, p)
-    known = {"InputLayer", "Flatten"} | _CONV | _DENSE | _MAXPOOL | _AVGPOOL | _DROPOUT | _ACTIVATION
-    for cls, c in chain:
-        if cls not in known:
-            raise DataError(f"{p.name}: layer {c.get('name', '?')!r} ({cls}) is not supported; supported layers: {SUPPORTED}")
+    _refuse_unknown_layers(chain, p)
     shape_raw = _input_shape(chain)
     formats = {c.get("data_format") for cls, c in chain if cls in _CONV | _MAXPOOL | _AVGPOOL}
     formats.discard(None)

@@ -131,7 +131,10 @@ class InisimSession:
             with warnings.catch_warnings():  # snntoolbox reads .h5 only: the "legacy format" warning is moot
                 warnings.simplefilter("ignore", UserWarning)
                 model.save(str(self.path / "ann.h5"), include_optimizer=False)
-        else:
+        else:  # possibly a user's file: refuse code and unsupported layers before snntoolbox's parser loads it
+            from effmodel.model_import import check_model_file
+
+            check_model_file(self.network.model_path)
             shutil.copyfile(self.network.model_path, self.path / "ann.h5")
 
     def _map_layers(self) -> None:
