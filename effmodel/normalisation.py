@@ -45,6 +45,11 @@ def activation_scales(
     for name, parts in collected.items():
         values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         scales[name] = float(np.percentile(values, percentile)) if values.size else 1.0
+        if not np.isfinite(scales[name]):
+            from .errors import DataError
+
+            raise DataError(f"layer {name!r}: the {percentile} percentile of its activations is {scales[name]} "
+                            "(overflowing weights?); the network cannot be normalised")
         if scales[name] <= 0:
             scales[name] = 1.0
     return scales

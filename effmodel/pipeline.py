@@ -258,7 +258,7 @@ def result_row(
         "mean_spike_rate": total_spikes / max(sim_counts.spiking_neurons * result.duration * result.num_images, 1),
         "total_costs": ann_cost,
         "snn_costs": snn_cost,
-        "factor": ann_cost / snn_cost if snn_cost > 0 else float("inf"),
+        "factor": ann_cost / snn_cost if snn_cost > 0 else None,  # undefined without SynOps: stored empty, never inf
         "wall_seconds": result.metadata.get("wall_seconds"),
         "spec_json": json.dumps(spec.to_dict()),
         "extra_json": json.dumps(dict(extra) | {"simulator": _jsonable(sim_extra), "sim_meta": _jsonable(

@@ -193,6 +193,11 @@ def _progress(name: str, done: int, total: int) -> None:
           end="", file=sys.stderr, flush=True)
 
 
+def _blank_if_undefined(value, spec: str) -> str:
+    """``value`` formatted, or empty when undefined (None/NaN: e.g. a factor with zero SynOps)."""
+    return "" if value is None or value != value else format(value, spec)
+
+
 def print_table2(rows: list[dict]) -> None:
     """Our results beside the report's Table 2 where it has the model."""
     from ..paths import table2_csv
@@ -215,7 +220,7 @@ def print_table2(rows: list[dict]) -> None:
             f"{r['model']:<12}{r['simulator']:<8}{100 * r['ann_accuracy']:>9.2f}{p.get('ann_acc_pct', '-'):>7}"
             f"{r['ann_flops'] / 1e6:>9.2f}{p.get('ann_mflops', '-'):>7}{r['total_costs'] / 1e6:>9.3f}{p.get('total_costs_m', '-'):>8}"
             f"{100 * r['snn_accuracy']:>9.2f}{p.get('snn_acc_pct', '-'):>7}{r['synops_at_threshold'] / 1e6:>9.3f}{so:>11}"
-            f"{r['factor']:>8.2f}{p.get('factor', '-'):>7}"
+            f"{_blank_if_undefined(r['factor'], '.2f'):>8}{p.get('factor', '-'):>7}"
         )
     for r in rows:
         if r.get("snn_accuracy_at_cost_point") is not None:
