@@ -1,20 +1,29 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv (pinned versions), then run the main job
 #   make test   create .venv, then run the whole test suite
-# Data: MNIST and CIFAR-10 are read from DATA_DIR (default ../shared/data).
+# Data: MNIST and CIFAR-10 are read from DATA_DIR (default ../shared/data when
+# that folder exists; otherwise no --data-dir is passed and the standard Keras
+# download into ~/.keras/datasets is used). An explicit DATA_DIR that does not
+# exist is a one-line error from effmodel.
 
 PYTHON   ?= python3.11
 VENV     := .venv
 BIN      := $(VENV)/bin
-DATA_DIR ?= $(abspath ../shared/data)
+DEFAULT_DATA_DIR := $(abspath ../shared/data)
+ifeq ($(origin DATA_DIR),undefined)
+DATA_DIR := $(if $(wildcard $(DEFAULT_DATA_DIR)/.),$(DEFAULT_DATA_DIR))
+endif
+DATA_ARG := $(if $(strip $(DATA_DIR)),--data-dir $(DATA_DIR))
 OUT      ?= out/reference
 # The main job: the eight reference CNNs through INIsim, sized for a 2-core
 # machine (see README "The main job"); override RUN_ARGS for the full-size run.
 REFERENCE := SmallCNN1,MediumCNN1,LargeCNN1,DeepCNN1,SmallCNN2,MediumCNN2,LargeCNN2,DeepCNN2
 RUN_ARGS ?= --simulator inisim --models $(REFERENCE) --num-test 500 --epochs 5 --batch-size 50
-PLUGINS  := plugins/effmodel-reference plugins/effmodel-costs plugins/effmodel-inisim plugins/effmodel-norse plugins/effmodel-example
+PLUGINS  := plugins/effmodel-reference plugins/effmodel-costs plugins/effmodel-inisim plugins/effmodel-norse plugins/effmodel-example plugins/effmodel-numpysim
 
+ifneq ($(strip $(DATA_DIR)),)
 export EFFMODEL_DATA_DIR ?= $(DATA_DIR)
+endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -35,7 +44,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml $(addsuffix /pyproject.toml,
 	touch $@
 
 run: setup
-	$(BIN)/effmodel run $(RUN_ARGS) --data-dir $(DATA_DIR) --output $(OUT)
+	$(BIN)/effmodel run $(RUN_ARGS) $(DATA_ARG) --output $(OUT)
 	$(BIN)/effmodel report --input $(OUT) --format html,md --output $(OUT)/report
 
 test: setup

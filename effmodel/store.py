@@ -106,11 +106,11 @@ class Store:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the output folder {self.directory}: {exc.strerror or exc}") from None
-        if not os.access(self.directory, os.W_OK | os.X_OK):
-            raise StoreError(f"the output folder {self.directory} is not writable; choose another --output")
-        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
-            raise StoreError(f"the results store {self.path} is not readable and writable")
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        _check_writable(self.directory)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the results store {self.path} ({exc}); choose another --output") from None
         self._db.row_factory = sqlite3.Row
         try:
             self._db.execute("PRAGMA busy_timeout = 60000")
@@ -122,7 +122,12 @@ class Store:
             self._mark_interrupted()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"the results store {self.path} is damaged or not an effmodel store ({exc}); "
+            msg = str(exc)
+            if "readonly" in msg or "unable to open" in msg:
+                raise StoreError(f"cannot write the results store {self.path} ({msg}); choose another --output") from None
+            if "locked" in msg:
+                raise StoreError(f"the results store {self.path} stayed locked by another process for 60 s; retry later") from None
+            raise StoreError(f"the results store {self.path} is damaged or not an effmodel store ({msg}); "
                              f"it was left untouched: move it away or choose another --output") from None
 
     def _migrate(self) -> None:
@@ -140,7 +145,7 @@ class Store:
         """``running`` runs of this host whose process is gone become ``interrupted``."""
         host = socket.gethostname()
         for r in self._db.execute("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall():
-            if r["pid"] is not None and not _process_alive(int(r["pid"])):
+            if r["pid"] is not None and not process_alive(int(r["pid"])):
                 self._db.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'", (r["run_id"],))
 
     @contextmanager
@@ -277,7 +282,21 @@ def _without_rank(r: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
-def _process_alive(pid: int) -> bool:
+def _check_writable(directory: Path) -> None:
+    """Raise :class:`StoreError` unless a file can be created in ``directory``
+    (a real probe: permission bits do not tell for root or read-only mounts)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".effmodel-probe-", dir=directory)
+    except OSError as exc:
+        raise StoreError(f"the output folder {directory} is not writable ({exc.strerror or exc}); "
+                         f"choose another --output") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host and is not a zombie."""
     try:
         os.kill(pid, 0)

@@ -140,6 +140,16 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _remove_stale_tmp(cache: Path, key: str) -> None:
+    """Remove half-written entries of ``key`` whose training process was killed."""
+    from .store import process_alive
+
+    for stale in cache.glob(f".tmp-{key}-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _valid_entry_meta(entry: Path) -> dict[str, Any] | None:
     """The metadata of a complete cache entry, or None when ``meta.json`` does
     not parse or ``model.h5`` does not match the digest recorded when it was
@@ -195,6 +205,7 @@ def train(
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     tmp = cache / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    _remove_stale_tmp(cache, key)
     tmp.mkdir(parents=True)
     callbacks: list[Any] = [keras.callbacks.TensorBoard(log_dir=str(tmp / "logs"), histogram_freq=0)]
     if settings.early_stopping:
