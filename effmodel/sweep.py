@@ -18,7 +18,9 @@ while spreading the points out (maximin distance): otherwise a regression
 could not tell the two effects apart, which is the very question asked.
 
 A sweep is resumable: an item whose :func:`effmodel.pipeline.item_key`
-already has a result for the simulator in the store is skipped.
+already has a result for the simulator in the store is skipped.  Items are
+computed by an executor (this process, a local pool or Ray tasks, see
+:mod:`effmodel.executors`); only the driver writes the store.
 """
 
 from __future__ import annotations
@@ -219,10 +221,14 @@ def _std(v: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
 
 
-def plan(datasets: Sequence[str], max_architectures: int | None, sample_seed: int = 0) -> tuple[dict[str, Any], list[GridPoint]]:
+def plan(datasets: Sequence[str], max_architectures: int | None, sample_seed: int = 0,
+         **axes: Sequence[Any]) -> tuple[dict[str, Any], list[GridPoint]]:
     """The sweep plan as a JSON-able dict (grid size, dropped points,
-    correlations, selected architectures) and the selected points."""
-    points, dropped = grid(datasets)
+    correlations, selected architectures) and the selected points.
+
+    ``axes`` narrows the grid: ``bundle_types``, ``bundles``, ``dense``,
+    ``widths`` (see :func:`grid`)."""
+    points, dropped = grid(datasets, **{k: v for k, v in axes.items() if v})
     chosen = sample(points, max_architectures, sample_seed)
     return {
         "grid_size": len(points) + len(dropped),
@@ -237,7 +243,6 @@ def plan(datasets: Sequence[str], max_architectures: int | None, sample_seed: in
 
 # --- running -----------------------------------------------------------------------
 
-RunFn = Callable[..., dict]
 KeyFn = Callable[[ArchitectureSpec, Any], str]
 
 
@@ -250,51 +255,48 @@ class SweepOutcome:
     failed: list[tuple[str, str]]
 
 
+def work_items(points: Iterable[GridPoint], seeds: Sequence[int], settings: Any, run_id: str,
+               key: KeyFn | None = None) -> list[Any]:
+    """One :class:`effmodel.executors.WorkItem` per (grid point, seed), in grid order.
+
+    The stored model name is the grid name plus ``-s<seed>`` because the
+    store's primary key is (run, model, simulator)."""
+    from .executors import WorkItem
+
+    if key is None:
+        from .pipeline import item_key as key
+    items = []
+    for point in points:
+        for seed in seeds:
+            s = replace(settings, seed=seed)
+            spec = replace(point.spec, name=f"{point.spec.name}-s{seed}")
+            items.append(WorkItem(spec=spec, settings=s, run_id=run_id, family="sweep", key=key(spec, s)))
+    return items
+
+
 def run_sweep(
     points: Iterable[GridPoint],
     seeds: Sequence[int],
     settings: Any,
     store: Any,
     run_id: str,
-    run: RunFn | None = None,
+    executor: Any = None,
+    compute: Callable[..., Any] | None = None,
     key: KeyFn | None = None,
-    log: Callable[[str], None] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
+    display: Any = None,
 ) -> SweepOutcome:
-    """Run every (grid point, seed) not already in ``store``.
+    """Compute every (grid point, seed) not already in ``store`` and store it.
 
-    ``run`` and ``key`` default to :func:`effmodel.pipeline.run_item` and
-    :func:`effmodel.pipeline.item_key`; tests inject fakes.  The stored model
-    name is the grid name plus ``-s<seed>`` because the store's primary key is
-    (run, model, simulator).  A failing item (an :class:`EffmodelError`) is
-    logged and the sweep goes on; interrupts propagate, and finished items
-    stay stored.
+    ``executor`` is an :class:`effmodel.executors.ExecutorSettings` (default:
+    in this process); ``compute(item, workdir)`` defaults to
+    :func:`effmodel.pipeline.compute_item` (tests inject fakes); ``force``
+    recomputes stored items and replaces them.  Only this process writes the
+    store.  A failing item is reported and the sweep goes on; interrupts
+    propagate, and finished items stay stored.
     """
-    if run is None or key is None:
-        from . import pipeline
+    from .executors import ExecutorSettings, execute
 
-        run = run or pipeline.run_item
-        key = key or pipeline.item_key
-    say = log or (lambda m: None)
-    out = SweepOutcome([], [], [])
-    items = [(p, s) for p in points for s in seeds]
-    for i, (point, seed) in enumerate(items, 1):
-        s = replace(settings, seed=seed)
-        spec = replace(point.spec, name=f"{point.spec.name}-s{seed}")
-        k = key(spec, s)
-        if store.has_item(k, s.simulator):
-            out.skipped.append(spec.name)
-            say(f"[{i}/{len(items)}] {spec.name}: already stored, skipped")
-            continue
-        say(f"[{i}/{len(items)}] {spec.name}: depth {point.depth}, {point.params:,} params")
-        try:
-            kwargs = {"family": "sweep"}
-            if progress is not None:
-                kwargs["progress"] = progress
-            run(spec, s, store, run_id, **kwargs)
-        except EffmodelError as exc:
-            out.failed.append((spec.name, str(exc)))
-            say(f"[{i}/{len(items)}] {spec.name}: failed: {exc}")
-            continue
-        out.done.append(spec.name)
-    return out
+    items = work_items(points, seeds, settings, run_id, key)
+    summary = execute(items, store, executor or ExecutorSettings(), force=force, compute=compute, display=display)
+    return SweepOutcome(summary.done, summary.skipped, summary.failed)

@@ -10,7 +10,7 @@ import pytest
 from effmodel import sweep
 from effmodel.counting import count_network
 from effmodel.errors import SimulationError, UsageError
-from effmodel.pipeline import RunSettings, item_key
+from effmodel.pipeline import ItemResult, RunSettings, item_key
 from effmodel.store import Store
 
 NAME = re.compile(r"^sw-(mnist|cifar10)-(I|II)([1-4])-d([1-3])-w(\d+\.\d)$")
@@ -70,36 +70,36 @@ def test_sample_keeps_depth_and_size_apart_and_is_deterministic():
         sweep.sample(points, 0)
 
 
-class FakeRun:
-    """Stands in for pipeline.run_item: writes one schema-valid row per item."""
+class FakeCompute:
+    """Stands in for pipeline.compute_item: one schema-valid row per item, stored by the driver."""
 
     def __init__(self, fail_on=(), interrupt_at=None):
         self.calls = []
         self.fail_on = set(fail_on)
         self.interrupt_at = interrupt_at
 
-    def __call__(self, spec, settings, store, run_id, family="reference", **kw):
-        self.calls.append((spec.name, settings.seed, family))
+    def __call__(self, item, workdir):
+        spec, settings = item.spec, item.settings
+        self.calls.append((spec.name, settings.seed, item.family))
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt
         if spec.name in self.fail_on:
             raise SimulationError(f"{spec.name} diverged")
-        row = {"run_id": run_id, "item_key": item_key(spec, settings), "model": spec.name, "dataset": spec.dataset,
-               "simulator": settings.simulator, "family": family, "seed": settings.seed, "factor": 1.0}
-        store.write_result(row, [], [])
-        return row
+        row = {"run_id": item.run_id, "item_key": item_key(spec, settings), "model": spec.name, "dataset": spec.dataset,
+               "simulator": settings.simulator, "family": item.family, "seed": settings.seed, "factor": 1.0}
+        return ItemResult(row=row, timesteps=(), layers=())
 
 
 def test_run_sweep_skips_stored_items_and_resumes(tmp_path):
     points = sweep.sample(sweep.grid(["mnist"])[0], 3)
     settings = RunSettings(simulator="fake", output=tmp_path)
     with Store(tmp_path) as store:
-        run = FakeRun(interrupt_at=4)  # dies during the 4th of 6 items
+        run = FakeCompute(interrupt_at=4)  # dies during the 4th of 6 items
         with pytest.raises(KeyboardInterrupt):
-            sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), run=run, key=item_key)
+            sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), compute=run, key=item_key)
         assert len(store.results()) == 3
-        run2 = FakeRun()
-        out = sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), run=run2, key=item_key)
+        run2 = FakeCompute()
+        out = sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), compute=run2, key=item_key)
         assert len(out.skipped) == 3 and len(out.done) == 3 and not out.failed
         every = [(f"{p.spec.name}-s{s}", s) for p in points for s in (0, 1)]
         assert [c[:2] for c in run.calls] == every[:4]
@@ -108,13 +108,18 @@ def test_run_sweep_skips_stored_items_and_resumes(tmp_path):
         names = {r["model"] for r in store.results()}
         assert names == {f"{p.spec.name}-s{s}" for p in points for s in (0, 1)}
         # Nothing left: a third pass runs nothing.
-        run3 = FakeRun()
-        out = sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), run=run3, key=item_key)
+        run3 = FakeCompute()
+        out = sweep.run_sweep(points, [0, 1], settings, store, store.start_run("t", {}), compute=run3, key=item_key)
         assert run3.calls == [] and len(out.skipped) == 6
+        # --force recomputes and replaces: still one row per item.
+        run_f = FakeCompute()
+        out = sweep.run_sweep(points[:1], [0], settings, store, store.start_run("t", {}), compute=run_f, key=item_key,
+                              force=True)
+        assert len(run_f.calls) == 1 and out.done and len(store.results()) == 6
         # Another simulator is a different item.
         other = RunSettings(simulator="other", output=tmp_path)
-        run4 = FakeRun()
-        out = sweep.run_sweep(points[:1], [0], other, store, store.start_run("t", {}), run=run4, key=item_key)
+        run4 = FakeCompute()
+        out = sweep.run_sweep(points[:1], [0], other, store, store.start_run("t", {}), compute=run4, key=item_key)
         assert len(run4.calls) == 1 and out.done
 
 
@@ -122,13 +127,13 @@ def test_run_sweep_goes_on_after_a_failed_item(tmp_path):
     points = sweep.sample(sweep.grid(["cifar10"])[0], 3)
     bad = f"{points[1].spec.name}-s0"
     with Store(tmp_path) as store:
-        out = sweep.run_sweep(points, [0], RunSettings(simulator="fake"), store, "r1", run=FakeRun(fail_on={bad}),
-                              key=item_key)
+        out = sweep.run_sweep(points, [0], RunSettings(simulator="fake"), store, "r1",
+                              compute=FakeCompute(fail_on={bad}), key=item_key)
         assert [n for n, _ in out.failed] == [bad] and "diverged" in out.failed[0][1]
         assert len(out.done) == 2
         # The failed item is not stored, so a rerun retries exactly it.
-        retry = FakeRun()
-        out = sweep.run_sweep(points, [0], RunSettings(simulator="fake"), store, "r2", run=retry, key=item_key)
+        retry = FakeCompute()
+        out = sweep.run_sweep(points, [0], RunSettings(simulator="fake"), store, "r2", compute=retry, key=item_key)
         assert [c[0] for c in retry.calls] == [bad]
 
 

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
+from . import executor_options as ex
 
 DATA_DIR_HELP = "Folder holding mnist/ and cifar10/ (default: $EFFMODEL_DATA_DIR, else the Keras download)."
 
@@ -72,6 +73,12 @@ def run_command(
     cache_dir: Optional[Path] = typer.Option(None, help="Trained-model cache."),
     option: list[str] = typer.Option([], "--option", help="Simulator option KEY=VALUE (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Recompute items already stored in the output folder and replace them."),
+    executor: str = ex.EXECUTOR,
+    jobs: Optional[int] = ex.JOBS,
+    ray_address: Optional[str] = ex.RAY_ADDRESS,
+    cpus_per_item: float = ex.CPUS_PER_ITEM,
+    gpus_per_item: float = ex.GPUS_PER_ITEM,
+    max_retries: int = ex.MAX_RETRIES,
 ) -> None:
     """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison.
 
@@ -99,6 +106,9 @@ def run_command(
     resolve_data_dir(data_dir)
     plugins.lookup("simulator", plugins.get_simulators(), simulator)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
+    exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
+    if model_file is not None and executor == "ray":
+        raise UsageError("--model-file runs on this machine; use --executor local")
     items = _items(model_file, dataset, models, datasets, settings)
     keys = [item_key(spec, settings, network.weights if network is not None else None) for spec, network in items]
     fresh = not (output / STORE_NAME).exists()
@@ -107,7 +117,10 @@ def run_command(
         run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {"settings": asdict(settings), "models": [s.name for s, _ in items]})
         status = "failed"
         try:
-            for (spec, network), key in zip(items, keys):
+            workers = executor == "ray" or exec_settings.local_workers() > 1
+            if workers:  # workers compute, this process alone writes
+                _execute(items, keys, settings, run_id, store, exec_settings, force)
+            for (spec, network), key in ([] if workers else zip(items, keys)):
                 if not force and store.has_result(key, simulator):
                     print(f"{spec.name}: already stored in {output} (item {key}), skipped; --force recomputes",
                           file=sys.stderr, flush=True)
@@ -133,6 +146,28 @@ def run_command(
         typer.echo(f"results: {results} (run {run_id}); store: {store.path}")
         wanted = set(keys)
         print_table2([r for r in store.results() if r["item_key"] in wanted and r["simulator"] == simulator])
+
+
+def _execute(items, keys, settings, run_id, store, exec_settings, force) -> None:
+    """Compute the items on the executor's workers and store each result here;
+    an item that failed for good ends the run with one line naming it."""
+    from dataclasses import replace
+
+    from ..datasets import resolve_data_dir
+    from ..errors import SimulationError
+    from ..executors import WorkItem, execute, shutdown
+    from ..progress import ItemProgress
+
+    settings = replace(settings, data_dir=resolve_data_dir(settings.data_dir))  # the same path on every node
+    work = [WorkItem(spec=spec, settings=settings, run_id=run_id, family="byo" if network is not None else "reference",
+                     network=network, key=key) for (spec, network), key in zip(items, keys)]
+    try:
+        with ItemProgress("run") as display:
+            summary = execute(work, store, exec_settings, force=force, display=display)
+    finally:
+        shutdown()
+    if summary.failed:
+        raise SimulationError("; ".join(f"{name} failed: {why}" for name, why in summary.failed))
 
 
 def _remove_fresh_output(output: Path, remove_dir: bool) -> None:

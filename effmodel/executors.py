@@ -1,0 +1,441 @@
+"""Where items are computed: in this process, a local process pool, or Ray tasks.
+
+``effmodel run`` and ``effmodel sweep`` hand their items to one executor,
+chosen with ``--executor local|ray``:
+
+- ``local`` with ``--jobs 1`` computes in this process, one item after the
+  other (the behaviour effmodel always had);
+- ``local`` with ``--jobs N`` runs N worker processes on this machine
+  (capped at the cores available);
+- ``ray`` submits every item as a Ray task to the cluster at
+  ``--ray-address`` (or ``RAY_ADDRESS``), or to a Ray instance started here.
+
+One writer: a worker only *computes* (:func:`effmodel.pipeline.compute_item`
+with a temporary scratch folder) and sends the :class:`ItemResult` back; the
+driver alone writes the SQLite store and the CSVs, item by item, through
+:func:`execute`.  Items already stored are not submitted (the store's
+``has_result``, shared with ``run``), so a rerun after the driver was killed
+continues where it stopped.  A worker that dies (node lost, OOM, SIGKILL) is
+retried a bounded number of times; an item that fails for good is reported
+and the others go on.  Ray is imported only when the ``ray`` executor is used.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import EffmodelError, UsageError
+
+EXECUTORS = ("local", "ray")
+DEFAULT_MAX_RETRIES = 3
+# Variables a worker must see as the driver does (plugin selection, Keras flavour).
+FORWARDED_ENV = ("EFFMODEL_LOAD_PLUGINS", "EFFMODEL_BLOCK_PLUGINS", "EFFMODEL_REFERENCE_DIR", "EFFMODEL_DEBUG",
+                 "TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How items are computed (``--executor``, ``--jobs``, ``--ray-address``, ...)."""
+
+    kind: str = "local"
+    jobs: int | None = None  # local: worker processes (default 1); ray: items in flight (default: no cap)
+    ray_address: str | None = None  # default: $RAY_ADDRESS, else a Ray instance started here
+    cpus_per_item: float = 1.0
+    gpus_per_item: float = 0.0
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
+        if self.jobs is not None and self.jobs <= 0:
+            raise UsageError(f"--jobs must be a positive number of workers, got {self.jobs}")
+        if self.cpus_per_item <= 0:
+            raise UsageError(f"--cpus-per-item must be positive, got {self.cpus_per_item:g}")
+        if self.gpus_per_item < 0:
+            raise UsageError(f"--gpus-per-item must be >= 0, got {self.gpus_per_item:g}")
+        if self.max_retries < 0:
+            raise UsageError(f"--max-retries must be >= 0, got {self.max_retries}")
+        if self.kind == "local" and (self.ray_address or self.gpus_per_item):
+            raise UsageError("--ray-address and --gpus-per-item need --executor ray")
+
+    def local_workers(self) -> int:
+        """Worker processes of the local executor: ``--jobs`` capped at the cores available."""
+        from .threads import available_cores
+
+        return max(1, min(self.jobs or 1, available_cores()))
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One item to compute: what :func:`effmodel.pipeline.compute_item` needs."""
+
+    spec: Any  # ArchitectureSpec
+    settings: Any  # RunSettings (the item's seed included)
+    run_id: str
+    family: str = "reference"
+    network: Any = None  # a converted network (--model-file), else trained from spec
+    key: str = ""  # pipeline.item_key(spec, settings)
+    env: tuple[tuple[str, str], ...] = ()  # FORWARDED_ENV as the driver sees it
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What came back for one item: its result, or why it failed for good."""
+
+    item: WorkItem
+    result: Any = None  # pipeline.ItemResult
+    error: str | None = None
+    node: str = ""
+    seconds: float = 0.0
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ExecutionSummary:
+    """Item names per outcome, in completion order."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+
+def driver_env() -> tuple[tuple[str, str], ...]:
+    """The :data:`FORWARDED_ENV` variables set in this (the driver's) process."""
+    return tuple((k, os.environ[k]) for k in FORWARDED_ENV if k in os.environ)
+
+
+# --- the worker side --------------------------------------------------------------
+
+ComputeFn = Callable[[WorkItem, Any], Any]
+
+
+def _node() -> str:
+    return socket.gethostname()
+
+
+def _prepare_worker(threads: int, env: Sequence[tuple[str, str]] = ()) -> None:
+    """Make this worker process use ``threads`` CPU threads in torch, TensorFlow
+    and OpenMP (:mod:`effmodel.threads`), with the driver's plugin and Keras
+    settings.  Runs before TensorFlow or torch is imported in a fresh worker."""
+    for k, v in env:
+        os.environ[k] = v
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["EFFMODEL_NUM_THREADS"] = str(threads)  # later configure_threads() calls keep it
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    from .threads import configure_threads
+
+    configure_threads(threads)
+
+
+def _configure_loaded_libraries(threads: int) -> None:
+    """Size the pools of TensorFlow and torch now that they may be imported."""
+    from .keras_compat import import_keras
+    from .threads import configure_threads
+
+    import_keras()  # imports TensorFlow, whose pools can be sized until first use
+    configure_threads(threads, import_torch=True)
+
+
+def _check_data_dir(item: WorkItem) -> None:
+    d = item.settings.data_dir
+    if d is not None and not os.path.isdir(d):
+        raise UsageError(f"data directory {d} does not exist on node {_node()}; --data-dir must name a folder "
+                         "holding mnist/ and cifar10/ at the same path on every node")
+
+
+def compute_in_worker(item: WorkItem, compute: ComputeFn | None = None, threads: int | None = None) -> ItemOutcome:
+    """Compute one item away from the output folder and return its outcome.
+
+    The simulator's scratch folder is a fresh temporary folder on this node,
+    never the driver's output folder.  Every exception becomes a failed
+    outcome naming its type, so one bad item does not stop the others.
+    """
+    import shutil
+    import tempfile
+
+    if threads is not None:
+        _prepare_worker(threads, item.env)
+        _configure_loaded_libraries(threads)
+    start = time.perf_counter()
+    workdir = tempfile.mkdtemp(prefix=f"effmodel-{item.name}-")
+    try:
+        _check_data_dir(item)
+        result = (compute or _compute_item)(item, workdir)
+        return ItemOutcome(item, result=result, node=_node(), seconds=time.perf_counter() - start)
+    except EffmodelError as exc:
+        return ItemOutcome(item, error=str(exc), node=_node(), seconds=time.perf_counter() - start)
+    except Exception as exc:  # a bug or a library error: report it with the item, go on
+        return ItemOutcome(item, error=f"{type(exc).__name__}: {exc}", node=_node(), seconds=time.perf_counter() - start)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _compute_item(item: WorkItem, workdir: str) -> Any:
+    from pathlib import Path
+
+    from .pipeline import compute_item
+
+    return compute_item(item.spec, item.settings, item.run_id, family=item.family, network=item.network,
+                        workdir=Path(workdir) / "sim", log=lambda m: None)
+
+
+def _init_pool_worker(threads: int, env: tuple[tuple[str, str], ...]) -> None:
+    _prepare_worker(threads, env)
+
+
+def _pool_task(item: WorkItem, compute: ComputeFn | None, threads: int) -> ItemOutcome:
+    _configure_loaded_libraries(threads)
+    return compute_in_worker(item, compute)
+
+
+def _ray_task(item: WorkItem, compute: ComputeFn | None, threads: int) -> ItemOutcome:
+    _prepare_worker(threads, item.env)
+    _configure_loaded_libraries(threads)
+    return compute_in_worker(item, compute)
+
+
+# --- executors ----------------------------------------------------------------------
+
+Event = tuple[str, Any]  # ("started", WorkItem) or ("finished", ItemOutcome)
+
+
+def run_in_process(items: Sequence[WorkItem], compute: ComputeFn | None = None) -> Iterator[Event]:
+    """One item after the other in this process (``--executor local --jobs 1``)."""
+    for item in items:
+        yield "started", item
+        yield "finished", compute_in_worker(item, compute)
+
+
+def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, compute: ComputeFn | None = None,
+                   max_retries: int = DEFAULT_MAX_RETRIES) -> Iterator[Event]:
+    """``workers`` spawned processes with ``threads`` threads each.
+
+    A worker that dies breaks the whole pool: the items then in flight are
+    resubmitted to a fresh pool, each at most ``max_retries`` times.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = deque(items)
+    attempts: dict[int, int] = {}
+    env = driver_env()
+    pool = None
+    inflight: dict[Any, WorkItem] = {}
+    try:
+        while pending or inflight:
+            if pool is None:
+                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init_pool_worker, initargs=(threads, env))
+            while pending and len(inflight) < workers:
+                item = pending.popleft()
+                attempts[id(item)] = attempts.get(id(item), 0) + 1
+                inflight[pool.submit(_pool_task, item, compute, threads)] = item
+                if attempts[id(item)] == 1:
+                    yield "started", item
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                item = inflight.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if attempts[id(item)] > max_retries:
+                        yield "finished", ItemOutcome(item, error=f"worker process died {attempts[id(item)]} times",
+                                                      attempts=attempts[id(item)])
+                    else:
+                        pending.appendleft(item)
+                    continue
+                yield "finished", ItemOutcome(outcome.item, outcome.result, outcome.error, outcome.node,
+                                              outcome.seconds, attempts[id(item)])
+            if broken:  # the other items in flight died with the pool: run them again
+                for fut, item in list(inflight.items()):
+                    pending.appendleft(item)
+                inflight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ray_address(option: str | None) -> str | None:
+    """``--ray-address``, else ``$RAY_ADDRESS``, else None (start Ray here)."""
+    return option or os.environ.get("RAY_ADDRESS") or None
+
+
+def connect_ray(address: str | None) -> Any:
+    """Import Ray and connect to the cluster at ``address`` (a local instance if None)."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs the ray package (pinned in requirements.txt; run `make setup`)") from None
+    if not ray.is_initialized():
+        import logging
+
+        kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                from .threads import available_cores
+
+                ray.init(num_cpus=available_cores(), include_dashboard=False, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"cannot connect to the Ray cluster at {address or '(local)'}: {first}") from None
+    return ray
+
+
+def run_on_ray(items: Sequence[WorkItem], settings: ExecutorSettings, compute: ComputeFn | None = None) -> Iterator[Event]:
+    """Every item as a Ray task with ``cpus_per_item``/``gpus_per_item``.
+
+    Ray retries a task whose worker died up to ``max_retries`` times (never a
+    task that raised: those come back as failed outcomes).  At most ``jobs``
+    items are in flight, else as many as the cluster's CPUs (and GPUs) hold.
+    """
+    ray = connect_ray(ray_address(settings.ray_address))
+    threads = max(1, int(settings.cpus_per_item))
+    task = ray.remote(_ray_task).options(
+        num_cpus=settings.cpus_per_item, num_gpus=settings.gpus_per_item,
+        max_retries=settings.max_retries, retry_exceptions=False,
+    )
+    pending = deque(items)
+    inflight: dict[Any, WorkItem] = {}
+    try:
+        while pending or inflight:
+            limit = settings.jobs or _ray_capacity(ray, settings)  # nodes that join raise it
+            while pending and len(inflight) < limit:
+                item = pending.popleft()
+                inflight[task.remote(item, compute, threads)] = item
+                yield "started", item
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                item = inflight.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    outcome = ItemOutcome(item, error=f"{type(exc).__name__} after up to {settings.max_retries} "
+                                                      f"retries: {why}", attempts=settings.max_retries + 1)
+                yield "finished", outcome
+    finally:
+        for ref in inflight:
+            ray.cancel(ref, force=True)
+
+
+def _ray_capacity(ray: Any, settings: ExecutorSettings) -> int:
+    """Items the cluster can run at once now (at least 1), so that "running"
+    means running and not merely queued."""
+    total = ray.cluster_resources()
+    fits = [int(total.get("CPU", 0) // settings.cpus_per_item)]
+    if settings.gpus_per_item:
+        fits.append(int(total.get("GPU", 0) // settings.gpus_per_item))
+    return max(1, min(fits))
+
+
+def events(items: Sequence[WorkItem], settings: ExecutorSettings, compute: ComputeFn | None = None) -> Iterator[Event]:
+    """The ("started", item) and ("finished", outcome) events of the chosen executor."""
+    if settings.kind == "ray":
+        return run_on_ray(items, settings, compute)
+    workers = settings.local_workers()
+    if workers == 1:
+        return run_in_process(items, compute)
+    from .threads import available_cores
+
+    threads = max(1, available_cores() // workers)
+    return run_local_pool(items, workers, threads, compute, settings.max_retries)
+
+
+# --- the driver: the one writer ----------------------------------------------------------
+
+
+def execute(
+    items: Sequence[WorkItem],
+    store: Any,
+    settings: ExecutorSettings,
+    force: bool = False,
+    compute: ComputeFn | None = None,
+    display: Any = None,
+    export_csv: bool = True,
+) -> ExecutionSummary:
+    """Compute every item not yet stored and store each result as it arrives.
+
+    Only this function (the driver) writes: ``store.write_result`` replaces a
+    stored row of the same identity, and the CSVs are exported after every
+    item, so a killed driver leaves CSVs that match the store.  ``force``
+    recomputes stored items.  ``display`` (a :class:`effmodel.progress.ItemProgress`)
+    shows what is done, running and failed.
+    """
+    summary = ExecutionSummary()
+    todo: list[WorkItem] = []
+    for item in items:
+        if not force and store.has_result(item.key, item.settings.simulator):
+            summary.skipped.append(item.name)
+            if display is not None:
+                display.skipped(item.name)
+        else:
+            todo.append(item)
+    if display is not None:
+        display.set_total(len(todo))
+    env = driver_env()
+    todo = [item if item.env else _with_env(item, env) for item in todo]
+    for kind, payload in events(todo, settings, compute):
+        if kind == "started":
+            if display is not None:
+                display.started(payload.name)
+            continue
+        outcome: ItemOutcome = payload
+        name = outcome.item.name
+        if outcome.ok:
+            r = outcome.result
+            with _locked(store):  # other effmodel processes writing into the same folder wait
+                store.write_result(r.row, r.timesteps, r.layers)
+                if export_csv:
+                    store.export_csv()
+            summary.done.append(name)
+            summary.rows.append(dict(r.row))
+            if display is not None:
+                display.finished(name, outcome.seconds, outcome.node)
+        else:
+            summary.failed.append((name, outcome.error or "unknown error"))
+            if display is not None:
+                display.failed(name, outcome.error or "unknown error", outcome.node)
+    return summary
+
+
+def _locked(store: Any) -> Any:
+    import contextlib
+
+    return store.locked() if hasattr(store, "locked") else contextlib.nullcontext()
+
+
+def _with_env(item: WorkItem, env: tuple[tuple[str, str], ...]) -> WorkItem:
+    from dataclasses import replace
+
+    return replace(item, env=env)
+
+
+def shutdown() -> None:
+    """Disconnect from Ray if this process connected (stops a Ray started here)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
