@@ -127,14 +127,46 @@ def test_report_contents(generated):
     # Methods copy the code's definitions; provenance shows the commands.
     assert "flops_snntoolbox" in html and "never again exceeds the final error" in html and "half-flops" in html
     assert "effmodel sweep --simulator fake --seeds 0,1" in html
-    # The regression and the verdicts.
-    assert "log_factor ~ depth + log_params + C(dataset) + mean_spike_rate" in html
-    assert "log_factor ~ conv_layers + dense_layers + log_params" in html
-    assert "cannot separate" in html  # the report's eight networks
-    assert "Breusch-Pagan" in html and "Cook" in html
+    # The regression section itself (not the methods text, which quotes
+    # stats' docstring with every formula) finds the depth effect planted in
+    # _result: log(factor) = 2.5 - 0.6 depth + 0.2 (log params - 12) + noise.
+    reg = section(html, "Regressions: does depth dominate size?")
+    assert "log_factor ~ depth + log_params + C(dataset) + mean_spike_rate" in reg
+    assert "log_factor ~ conv_layers + dense_layers + log_params" in reg
+    coef, low, high = depth_term(reg)
+    assert low < -0.6 < high and high < 0, (coef, low, high)
+    assert abs(coef + 0.6) < 0.1
+    assert "Verdict: BOTH MATTER, DEPTH LARGER" in reg  # size's planted 0.2 is real but smaller
+    assert "Breusch-Pagan" in reg and "Cook" in reg
+    eight = section(html, "Why eight networks cannot answer the question")
+    assert eight.count("<td>cannot separate</td>") == 2  # the report's Table 2 and our eight reference runs
     # Sensitivity: 3 ratios x 2 input conventions x 3 tolerances.
     sens = html.split("Sensitivity of the verdict")[-1].split("Why eight networks")[0]
     assert sens.count("<tr>") == 1 + 18
+
+
+def section(html: str, title: str) -> str:
+    """The HTML of one report section, from its heading to its end."""
+    head = f"<h2>{title}</h2>"
+    assert html.count(head) == 1, title
+    return html.split(head)[1].split("</section>")[0]
+
+
+def depth_term(reg: str) -> tuple[float, float, float]:
+    """Coefficient and 95% CI of depth in the first (main) regression table."""
+    m = re.search(r"<tr><td>depth</td><td>([^<]+)</td><td>[^<]+</td><td>\[([^,]+), ([^\]]+)\]</td>", reg)
+    assert m, "no depth row in the regression section"
+    return float(m.group(1)), float(m.group(2)), float(m.group(3))
+
+
+def test_an_empty_regression_section_fails_the_checks(generated):
+    """The checks above read the statistics, not text that is always there."""
+    html = (generated[1] / "report.html").read_text()
+    reg = section(html, "Regressions: does depth dominate size?")
+    empty = html.replace(reg, "")
+    assert "log_factor ~ depth + log_params" in empty  # the methods text still quotes the formula
+    with pytest.raises(AssertionError):
+        depth_term(section(empty, "Regressions: does depth dominate size?"))
 
 
 def test_markdown_references_existing_pngs(generated):
