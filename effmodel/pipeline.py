@@ -225,7 +225,7 @@ def result_row(
     total_spikes = sum(int(np.sum(v)) for v in result.spikes_t.values())
     sim_extra = dict(result.metadata.get("extra", {}))
     ann_ops_sim = sim_extra.get("snntoolbox_ann_ops")
-    return {
+    row = {
         "item_key": item_key(spec, settings),
         "model": spec.name,
         "dataset": spec.dataset,
@@ -266,6 +266,8 @@ def result_row(
     } | result_columns(work_at(network.simulated_spec, result, step, effective_ops), cost_model, counts,
                        cost_point=settings.cost_point, delta=settings.delta, reached=reached,
                        accuracy_at_step=accuracy_at(result, step))
+    # a ratio without SynOps (factor, its interval) is undefined: stored empty, never inf or NaN
+    return {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -264,6 +264,7 @@ def print_table2(rows: list[dict]) -> None:
                             for side in ("ann", "snn"))
             typer.echo(f"{r['model']} {r['simulator']}: {r.get('cost_point') or 'settle'} cost point step {r['threshold_step']}, "
                        f"SNN accuracy there {100 * r['snn_accuracy_at_cost_point']:.2f} %;{split} "
-                       f"factor {r['factor']:.3g} [{r['factor_low']:.3g}, {r['factor_high']:.3g}]")
+                       f"factor {_blank_if_undefined(r['factor'], '.3g')} [{_blank_if_undefined(r['factor_low'], '.3g')}, "
+                       f"{_blank_if_undefined(r['factor_high'], '.3g')}]")
     if rows and rows[0]["cost_model"] != "report-14x":
         typer.echo(f"(costs in cost model {rows[0]['cost_model']}; the paper's columns use report-14x)")
