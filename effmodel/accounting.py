@@ -83,9 +83,10 @@ def work_from_layer_rows(rows: Iterable[Mapping[str, Any]], name: str = "") -> N
     """Rebuild a result's :class:`NetworkWork` from its stored layer rows
     (``None`` for results stored before fair accounting existed)."""
     layers = []
-    for r in sorted(rows, key=lambda r: (r.get("layer_index") is None, r.get("layer_index") or 0)):
-        if r.get("ann_dense_ops") is None or r.get("layer_index") is None:
-            return None
+    rows = list(rows)
+    if not rows or any(_missing(r.get(c)) for r in rows for c in LAYER_COLUMNS + ("neurons",)):
+        return None  # stored before fair accounting (None in SQLite, NaN from a CSV)
+    for r in sorted(rows, key=lambda r: int(r["layer_index"])):
         layers.append(LayerWork(
             name=str(r["layer"]), type=str(r["type"]), index=int(r["layer_index"]), inputs=int(r["layer_inputs"]),
             params=int(r["layer_params"]), neurons=int(r["neurons"]), dense_ops=float(r["ann_dense_ops"]),
@@ -95,6 +96,10 @@ def work_from_layer_rows(rows: Iterable[Mapping[str, Any]], name: str = "") -> N
     if not layers:
         return None
     return NetworkWork(spec_name=name, steps=layers[0].steps, layers=tuple(layers))
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
 
 
 def accuracy_at(result: Any, step: int) -> float:

@@ -121,6 +121,8 @@ class CostModel:
             ann=SideCost(arithmetic=0.0 if layer.first else ann_syn, memory=ann_mem, neuron=ann_neuron,
                          input_layer=(ann_syn + ann_mem_in) if layer.first else 0.0),
             snn=SideCost(arithmetic=snn_syn, memory=snn_mem, neuron=snn_neuron, input_layer=snn_input + snn_mem_in),
+            ann_split=(ann_syn + ann_neuron, ann_mem + ann_mem_in),
+            snn_split=(snn_syn + snn_neuron + snn_input, snn_mem + snn_mem_in),
         )
 
     def breakdown(self, work: NetworkWork, counts: NetworkCount | None = None) -> "CostBreakdown":
@@ -218,10 +220,15 @@ class SideCost:
 
 @dataclass(frozen=True)
 class LayerCost:
+    """One layer's cost on both sides; ``*_split`` is (arithmetic incl.
+    neuron work, memory), the input layer's MACs and reads divided likewise."""
+
     name: str
     type: str
     ann: SideCost
     snn: SideCost
+    ann_split: tuple[float, float] = (0.0, 0.0)
+    snn_split: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)

@@ -470,6 +470,29 @@ def analyse(df: Any, simulator: str = "") -> Analysis:
                     len(df), int(df.attrs.get("dropped", 0)), main, layers, dom, diag, notes)
 
 
+def verdicts_by_cost(results: Any, factor_columns: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The depth-vs-size verdict per simulator for each factor column (e.g.
+    the report's ``factor`` beside a fair preset's), fitted the same way:
+    ``{column: {simulator: verdict}}``; a column that cannot be fitted says why."""
+    import numpy as np
+
+    out: dict[str, dict[str, str]] = {}
+    for col in factor_columns:
+        out[col] = {}
+        if col not in getattr(results, "columns", ()):
+            continue
+        frame = prepare(results, factor_column=col)
+        for sim, df in frame.groupby("simulator", sort=True):
+            df = df.reset_index(drop=True)
+            try:
+                a = analyse(df, str(sim))
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                out[col][str(sim)] = f"not fitted ({exc})"
+                continue
+            out[col][str(sim)] = f"{a.dominance.verdict} (n = {a.n})" if a.dominance else f"no dominance test (n = {a.n})"
+    return out
+
+
 # --- the reference set -------------------------------------------------------------
 
 

@@ -378,3 +378,40 @@ def test_cost_models_command_cites_every_fair_figure(run_effmodel):
         assert any(field in l and "Fig. 1.1.9" in l for l in block), field
     assert any("cross-node" in l for l in lines)
     assert not any(l.startswith("spinnaker2") for l in lines)
+
+
+def test_layer_split_by_hand(work):
+    b = hand_model().breakdown(work)
+    # conv ANN: arithmetic 288 MACs + 24 activations, memory 720 + 144 reads + 16 writes;
+    # SNN: 288 input MACs + 48 updates, memory 864 input reads + 164
+    assert b.layers[0].ann_split == (312, 880) and b.layers[0].snn_split == (336, 1028)
+    assert sum(sum(l.ann_split) for l in b.layers) == b.ann.total
+    assert sum(sum(l.snn_split) for l in b.layers) == b.snn.total
+
+
+def test_report_prices_stored_results_again(tiny_run, tmp_path):
+    from effmodel.report import build, fair_frame, load_inputs
+    from effmodel.store import Store
+
+    _, runs = tiny_run
+    item = runs["settle"]
+    with Store(tmp_path) as store:
+        store.start_run("test", {})
+        store.write_result(item.row, item.timesteps, item.layers)
+        store.export_csv()
+    (r,) = fair_frame(load_inputs(tmp_path)).to_dict("records")
+    assert r["fair"] == pytest.approx(item.row["factor"])  # the run used the fair preset
+    assert r["fair_lo"] <= r["fair"] <= r["fair_hi"]
+    assert r["fair_be"] == pytest.approx(item.row["break_even_ratio"])
+    # the report's rule from the same per-layer work: exact FLOPs x 7.5 / SynOps at the cost point
+    assert r["f14"] == pytest.approx(item.row["ann_flops"] * 7.5 / item.row["synops_at_threshold"])
+    csv_only = tmp_path / "csv"
+    csv_only.mkdir()
+    for name in ("results.csv", "timesteps.csv", "layers.csv"):
+        (csv_only / name).write_text((tmp_path / name).read_text())
+    (r_csv,) = fair_frame(load_inputs(csv_only)).to_dict("records")
+    assert r_csv["fair"] == pytest.approx(item.row["factor"])
+    doc = build(tmp_path)
+    titles = [s.title for s in doc.sections]
+    assert "Fair accounting: the same rules for the ANN and the SNN" in titles
+    assert any("Fair accounting: SNN cheaper in" in b.text for b in doc.sections[0].blocks if hasattr(b, "text"))
