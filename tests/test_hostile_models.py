@@ -147,3 +147,57 @@ def test_check_model_file_reads_json_only(hostile, monkeypatch, tmp_path):
     check_model_file(hostile["clean_h5"])
     check_model_file(hostile["clean_keras"])
     assert not marker.exists()
+
+
+# --- bad weights: refused before anything is simulated or stored ---------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_weights(tmp_path_factory):
+    """Valid tiny models whose weights no SNN can be built from."""
+    from effmodel.keras_compat import import_keras
+
+    keras = import_keras()
+    L = keras.layers
+    d = tmp_path_factory.mktemp("badweights")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        L.InputLayer(input_shape=(28, 28, 1)), L.Conv2D(4, 5, activation="relu", name="conv"),
+        L.MaxPooling2D(2, name="pool"), L.Flatten(name="flat"), L.Dense(10, activation="softmax", name="out"),
+    ])
+    good = [w.copy() for w in model.get_weights()]  # conv kernel, conv bias, out kernel, out bias
+    cases = {}
+    for name, index, edit in [("nan", 0, lambda w: w.__setitem__((2, 2, 0, 1), float("nan"))),
+                              ("inf", 3, lambda w: w.__setitem__(4, float("inf"))),
+                              ("zero_out", 2, lambda w: w.fill(0.0))]:
+        weights = [w.copy() for w in good]
+        edit(weights[index])
+        model.set_weights(weights)
+        model.save(str(d / f"{name}.h5"))
+        cases[name] = d / f"{name}.h5"
+    return cases
+
+
+@pytest.mark.parametrize("case, fragments", [
+    ("nan", ["nan.h5", "layer 'conv' kernel has 1 NaN/infinite values of 100"]),
+    ("inf", ["inf.h5", "layer 'out' bias has 1 NaN/infinite values of 10"]),
+    ("zero_out", ["zero_out.h5", "the output layer 'out' has an all-zero kernel"]),
+])
+@pytest.mark.parametrize("command", ["run", "export"])
+def test_broken_weights_are_one_line_before_anything_is_written(bad_weights, case, fragments, command, data_dir, tmp_path, capsys):
+    from effmodel.cli import main
+
+    out = tmp_path / "out"
+    common = ["--model-file", str(bad_weights[case]), "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")]
+    if command == "run":
+        args = ["run", "--simulator", "norse", *common, "--num-test", "4", "--duration", "4", "--norm-images", "50", "--output", str(out)]
+    else:
+        args = ["export", *common, "--output", str(out / "x.nir")]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("effmodel: error: "), err
+    for f in fragments:
+        assert f in errors[0], (f, errors[0])
+    assert not out.exists()  # no store, no CSV, no export
