@@ -117,7 +117,9 @@ def weights_digest(weights: Mapping[str, Any]) -> str:
 def dataset_arrays(name: str, data_dir: Path | str | None) -> tuple[Any, Arrays]:
     """The registered dataset ``name`` and its arrays."""
     ds = plugins.lookup("dataset", plugins.get_datasets(), name)
-    return ds, ds.load(resolve_data_dir(data_dir))
+    directory = resolve_data_dir(data_dir)
+    with plugins.plugin_call("register_datasets", name, "dataset", "load"):  # a plugin's crash: one line naming it
+        return ds, ds.load(directory)
 
 
 def training_settings(spec: ArchitectureSpec, settings: RunSettings):

@@ -374,3 +374,38 @@ def test_skipped_cost_model_fails_before_any_work(fresh_plugins, data_dir, tmp_p
         assert not out.exists() and not (tmp_path / "cache").exists()  # nothing trained, nothing written
     finally:
         fresh_plugins.unregister_plugin("badcost")
+
+
+def test_dataset_plugin_crash_is_one_line_naming_it(fresh_plugins, tmp_path, capsys):
+    _norse()
+    class Broken:
+        name = "broken-digits"
+        input_shape = (28, 28, 1)
+        num_classes = 10
+        validation_fraction = 0.1
+
+        def load(self, data_dir):
+            return {}["x_train"]  # a plugin bug: KeyError
+
+    broken_net = dataclasses.replace(TINY, name="BrokenNet", dataset="broken-digits")
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register):
+            register(Broken())
+
+        @hookimpl
+        def register_architectures(self, register):
+            register(broken_net)
+
+    fresh_plugins.register_plugin(Plugin(), name="brokendata")
+    try:
+        out = tmp_path / "out"
+        rc = main(["run", "--simulator", "norse", "--models", "BrokenNet", "--cache-dir", str(tmp_path / "cache"), "--output", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 5, err
+        (line,) = [l for l in err.splitlines() if l.strip()]
+        assert line == "effmodel: error: plugin 'brokendata' (dataset 'broken-digits') failed in load: KeyError: 'x_train'"
+        assert not out.exists()
+    finally:
+        fresh_plugins.unregister_plugin("brokendata")
