@@ -1,0 +1,244 @@
+"""Fault injection (issue 9): ``effmodel run`` killed with SIGKILL at each
+stage, then rerun, ends with the results of an uninterrupted run, recomputes
+nothing that had finished and never holds two rows for one result.
+
+The kills use the documented seam ``EFFMODEL_FAULT_KILL_AT=<point>[@<model>]``
+(:mod:`effmodel.faults`).  One chain of real CLI runs into one output folder
+covers every point, each run resuming the previous one:
+
+====  ==========================  =============================================
+run   killed at                   then
+====  ==========================  =============================================
+1     ``train@SmallCNN1``         TinyCNN stored; SmallCNN1 killed after fitting, before its cache entry exists
+2     ``convert@SmallCNN1``       TinyCNN skipped; SmallCNN1 trained again, killed before conversion
+(--)  truncate SmallCNN1's cache  the cached model.h5 cut in half by hand
+3     ``simulate@SmallCNN1``      damaged cache entry detected and retrained; killed after the first batch
+4     ``store-write@SmallCNN1``   killed inside the result transaction, before commit
+5     ``csv-export``              SmallCNN1 stored; killed after results.csv, before timesteps.csv
+6     (none)                      both skipped, nothing simulated, CSVs match the store
+====  ==========================  =============================================
+
+The uninterrupted reference is two runs started at the same time into one
+fresh folder (TinyCNN in one, SmallCNN1 in the other) with the same model
+cache, which also checks that concurrent runs into one folder both land.  A
+damaged store and a read-only output folder are one-line errors that change
+nothing.  Tiny settings (200 training images, 1 epoch, 20 test images, T=10)
+keep the whole file to about a minute and a half on an idle 2-core machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from effmodel.faults import ENV as KILL_ENV
+from effmodel.store import STORE_NAME
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = ("TinyCNN", "SmallCNN1")
+T = 10
+VOLATILE = {"run_id", "created", "wall_seconds", "extra_json"}  # differ between any two runs
+
+
+def effmodel(*args: str, kill_at: str | None = None, popen: bool = False):
+    env = {k: v for k, v in os.environ.items() if k not in ("EFFMODEL_LOAD_PLUGINS", "EFFMODEL_BLOCK_PLUGINS", KILL_ENV)}
+    if kill_at:
+        env[KILL_ENV] = kill_at
+    cmd = [sys.executable, "-m", "effmodel.cli", *args]
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+
+
+def run_args(out: Path, cache: Path, data_dir: Path, models: str = ",".join(MODELS)) -> list[str]:
+    return ["run", "--simulator", "norse", "--models", models, "--num-test", "20", "--batch-size", "10",
+            "--duration", str(T), "--epochs", "1", "--max-train-images", "200", "--norm-images", "100",
+            "--data-dir", str(data_dir), "--cache-dir", str(cache), "--output", str(out)]
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(out: Path, cache: Path, proc: subprocess.CompletedProcess) -> dict:
+    """What one run left behind: exit, messages, raw store rows, CSVs, cache."""
+    with sqlite3.connect(out / STORE_NAME) as db:
+        stored = db.execute("SELECT model, run_id, created FROM results ORDER BY model").fetchall()
+        steps = dict(db.execute("SELECT model, COUNT(*) FROM timesteps GROUP BY model").fetchall())
+    return {
+        "rc": proc.returncode, "stderr": proc.stderr, "stored": stored, "steps": steps,
+        "csv": sorted(r["model"] for r in csv_rows(out / "results.csv")) if (out / "results.csv").exists() else None,
+        "csv_steps": len(csv_rows(out / "timesteps.csv")) if (out / "timesteps.csv").exists() else None,
+        "cache": sorted(p.name for p in cache.iterdir()) if cache.exists() else [],
+    }
+
+
+@pytest.fixture(scope="module")
+def chain(data_dir, tmp_path_factory):
+    """Runs 1-6 of the table above; returns their snapshots."""
+    root = tmp_path_factory.mktemp("faults")
+    out, cache = root / "out", root / "cache"
+    args = run_args(out, cache, data_dir)
+    snaps = {}
+    for name, kill in (("train", "train@SmallCNN1"), ("convert", "convert@SmallCNN1"), ("simulate", "simulate@SmallCNN1"),
+                       ("store-write", "store-write@SmallCNN1"), ("csv-export", "csv-export"), ("final", None)):
+        if name == "simulate":  # damage the cached SmallCNN1 model that run 2 trained
+            (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".") and "SmallCNN1" in (p / "meta.json").read_text()]
+            h5 = entry / "model.h5"
+            h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 2])
+        snaps[name] = snapshot(out, cache, effmodel(*args, kill_at=kill))
+    return {"snaps": snaps, "out": out, "cache": cache, "root": root}
+
+
+def _killed(snap: dict) -> None:
+    assert snap["rc"] == -signal.SIGKILL, snap["stderr"][-2000:]
+
+
+def _tiny_untouched(snaps: dict, name: str) -> None:
+    """TinyCNN, stored by run 1, is never recomputed: skipped with one line, same row."""
+    assert ("TinyCNN", *snaps["train"]["stored"][0][1:]) in snaps[name]["stored"]
+    assert "TinyCNN: already stored in" in snaps[name]["stderr"] and "--force recomputes" in snaps[name]["stderr"]
+    assert "TinyCNN: simulating" not in snaps[name]["stderr"]
+
+
+def test_kill_during_training(chain):
+    s = chain["snaps"]["train"]
+    _killed(s)
+    assert [m for m, *_ in s["stored"]] == ["TinyCNN"] and s["csv"] == ["TinyCNN"] and s["csv_steps"] == T
+    entries = [c for c in s["cache"] if not c.startswith(".")]
+    assert len(entries) == 1  # SmallCNN1's entry was never completed
+    assert any(c.startswith(".tmp-") for c in s["cache"])  # its half-written folder, left by the kill
+
+
+def test_kill_during_conversion(chain):
+    s = chain["snaps"]["convert"]
+    _killed(s)
+    _tiny_untouched(chain["snaps"], "convert")
+    assert "SmallCNN1: trained" in s["stderr"]
+    assert len(s["cache"]) == 2 and not any(c.startswith(".tmp-") for c in s["cache"])  # stale temp folder removed
+    assert [m for m, *_ in s["stored"]] == ["TinyCNN"]
+
+
+def test_kill_mid_simulation_after_a_truncated_cache_entry(chain):
+    s = chain["snaps"]["simulate"]
+    _killed(s)
+    _tiny_untouched(chain["snaps"], "simulate")
+    assert "SmallCNN1: the cached model" in s["stderr"] and "truncated or damaged; training it again" in s["stderr"]
+    assert "SmallCNN1: simulating" in s["stderr"] and "10/20 images" in s["stderr"]
+    assert [m for m, *_ in s["stored"]] == ["TinyCNN"] and s["csv"] == ["TinyCNN"]
+
+
+def test_kill_inside_the_store_transaction(chain):
+    s = chain["snaps"]["store-write"]
+    _killed(s)
+    _tiny_untouched(chain["snaps"], "store-write")
+    assert "SmallCNN1: cached model" in s["stderr"]
+    assert [m for m, *_ in s["stored"]] == ["TinyCNN"] and s["steps"] == {"TinyCNN": T}  # rolled back whole
+
+
+def test_kill_during_csv_export(chain):
+    s = chain["snaps"]["csv-export"]
+    _killed(s)
+    _tiny_untouched(chain["snaps"], "csv-export")
+    assert [m for m, *_ in s["stored"]] == list(sorted(MODELS)) and s["steps"] == {m: T for m in MODELS}
+    assert s["csv"] == sorted(MODELS)  # results.csv was replaced whole before the kill
+
+
+def test_rerun_after_everything_recomputes_nothing(chain):
+    s = chain["snaps"]["final"]
+    assert s["rc"] == 0, s["stderr"][-2000:]
+    for m in MODELS:
+        assert f"{m}: already stored in {chain['out']}" in s["stderr"]
+    assert "simulating" not in s["stderr"] and "cached model" not in s["stderr"] and ": trained" not in s["stderr"]
+    assert s["stored"] == chain["snaps"]["csv-export"]["stored"]  # no row rewritten
+    assert s["csv"] == sorted(MODELS) and s["csv_steps"] == 2 * T
+    with sqlite3.connect(chain["out"] / STORE_NAME) as db:
+        statuses = [r[0] for r in db.execute("SELECT status FROM runs ORDER BY created, rowid")]
+    assert statuses == ["interrupted"] * 5 + ["complete"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(chain, data_dir):
+    """The reference: two concurrent runs into one fresh folder, same cache."""
+    out = chain["root"] / "uninterrupted"
+    procs = [effmodel(*run_args(out, chain["cache"], data_dir, models=m), popen=True) for m in MODELS]
+    done = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    return out, done
+
+
+def test_concurrent_runs_into_one_folder_both_land(uninterrupted):
+    out, done = uninterrupted
+    for rc, _, err in done:
+        assert rc == 0, err[-2000:]
+    with sqlite3.connect(out / STORE_NAME) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert sorted(db.execute("SELECT model FROM results").fetchall()) == [(m,) for m in sorted(MODELS)]
+        assert [r[0] for r in db.execute("SELECT status FROM runs")] == ["complete", "complete"]
+    assert sorted(r["model"] for r in csv_rows(out / "results.csv")) == sorted(MODELS)
+
+
+def _comparable(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in rows),
+                  key=lambda r: tuple(r.get(k, "") for k in ("model", "simulator", "t", "layer")))
+
+
+@pytest.mark.parametrize("name", ["results.csv", "timesteps.csv", "layers.csv"])
+def test_interrupted_chain_ends_like_an_uninterrupted_run(chain, uninterrupted, name):
+    got, want = csv_rows(chain["out"] / name), csv_rows(uninterrupted[0] / name)
+    assert len(got) == len(want) > 0
+    assert _comparable(got) == _comparable(want)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_damaged_store_is_one_line_and_never_overwritten(chain, data_dir, tmp_path):
+    out = tmp_path / "damaged"
+    out.mkdir()
+    good = (chain["out"] / STORE_NAME).read_bytes()
+    (out / STORE_NAME).write_bytes(good[:4096] + b"\0" * 8192 + good[12288:])  # pages zeroed in the middle
+    (out / "results.csv").write_text("precious\n")
+    before = {p.name: _sha(p) for p in out.iterdir()}
+    p = effmodel(*run_args(out, chain["cache"], data_dir))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("effmodel: error: the results store") and "damaged" in lines[0], p.stderr
+    assert {q.name: _sha(q) for q in out.iterdir()} == before
+
+
+def make_read_only(folder: Path):
+    """Make ``folder`` unwritable also for root (chattr +i); returns an undo, or skips."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root without a working chattr: cannot make a folder read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_read_only_output_folder_is_one_line(chain, data_dir, tmp_path):
+    out = tmp_path / "readonly"
+    out.mkdir()
+    undo = make_read_only(out)
+    try:
+        p = effmodel(*run_args(out, chain["cache"], data_dir))
+    finally:
+        undo()
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert lines == [f"effmodel: error: the output folder {out} is not writable "
+                     f"({'Operation not permitted' if os.geteuid() == 0 else 'Permission denied'}); choose another --output"]
+    assert list(out.iterdir()) == []
