@@ -52,11 +52,12 @@ app.command("export")(export.export_command)
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line."""
-    from .errors import EffmodelError, debug_enabled, print_traceback_if_debug
+    from .errors import EffmodelError, close_open_line, debug_enabled, print_traceback_if_debug
 
     try:
         app(args=argv, standalone_mode=False)
     except EffmodelError as exc:
+        close_open_line()
         print_traceback_if_debug(exc)
         print(f"effmodel: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print("effmodel: aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
+        close_open_line()
         print("effmodel: interrupted; results already stored are complete", file=sys.stderr)
         return 130
     except typer.Exit as exc:
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             print(f"effmodel: error: {exc.format_message()}", file=sys.stderr)
             return exc.exit_code
+        close_open_line()
         if debug_enabled():
             raise
         message = " ".join(str(exc).split())

@@ -44,3 +44,22 @@ def print_traceback_if_debug(exc: BaseException) -> None:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+_line_open = False  # a progress line drawn with "\r" and no newline is on stderr
+
+
+def note_open_line(is_open: bool = True) -> None:
+    """Progress displays that leave a line open say so, so an error starts on its own line."""
+    global _line_open
+    _line_open = is_open
+
+
+def close_open_line() -> None:
+    """End an open progress line on stderr (nothing if none is open)."""
+    global _line_open
+    if _line_open:
+        import sys
+
+        print(file=sys.stderr, flush=True)
+        _line_open = False

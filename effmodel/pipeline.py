@@ -272,6 +272,12 @@ def result_row(
     return {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}
 
 
+def _no_guard():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -376,8 +382,11 @@ def compute_item(
     from .accounting import layer_columns, measured_effective_ops, work_at
 
     effective = measured_effective_ops(spec, network.weights, arrays.x_test, n_test)
-    row = result_row(spec, settings, network, result, ann_acc, cost_model, extra, effective) | {
-        "run_id": run_id, "family": family, "item_key": key}
+    # a cost model that overrides CostModel's methods runs plugin code here: its crash names the plugin
+    with plugins.plugin_call("register_cost_models", cost_model.name, "cost model", "pricing the result") \
+            if type(cost_model) is not CostModel else _no_guard():
+        row = result_row(spec, settings, network, result, ann_acc, cost_model, extra, effective) | {
+            "run_id": run_id, "family": family, "item_key": key}
     fair_layers = layer_columns(work_at(network.simulated_spec, result, row["threshold_step"], effective))
     for r in layers:
         r |= fair_layers.get(r["layer"], {})

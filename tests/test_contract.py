@@ -409,3 +409,33 @@ def test_dataset_plugin_crash_is_one_line_naming_it(fresh_plugins, tmp_path, cap
         assert not out.exists()
     finally:
         fresh_plugins.unregister_plugin("brokendata")
+
+
+class _FlakyCost(CostModel):
+    """Prices the probe network at registration, fails on a real result (a data-dependent plugin bug)."""
+
+    def snn_cost(self, synops, neuron_updates=0.0):
+        if synops != 1000.0:
+            raise OverflowError("pricing table has no entry for this many SynOps")
+        return super().snn_cost(synops, neuron_updates)
+
+
+def test_cost_model_crash_at_pricing_names_the_plugin(fresh_plugins, tiny_h5, data_dir, tmp_path, capsys):
+    _norse()
+
+    class Plugin:
+        @hookimpl
+        def register_cost_models(self, register):
+            register(_FlakyCost(name="flaky", mac=3.0, add=1.0, synop=1.0))
+
+    fresh_plugins.register_plugin(Plugin(), name="flakycost")
+    try:
+        rc, out = _run("norse", tiny_h5, data_dir, tmp_path, "--cost-model", "flaky")
+        err = capsys.readouterr().err
+        assert rc == 5, err
+        errors = [line for line in err.splitlines() if "error" in line.lower()]
+        assert errors == ["effmodel: error: plugin 'flakycost' (cost model 'flaky') failed in pricing the result: "
+                          "OverflowError: pricing table has no entry for this many SynOps"], err
+        assert not out.exists()
+    finally:
+        fresh_plugins.unregister_plugin("flakycost")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import UsageError, close_open_line, note_open_line
 from . import executor_options as ex
 
 DATA_DIR_HELP = "Folder holding mnist/ and cifar10/ (default: $EFFMODEL_DATA_DIR, else the Keras download)."
@@ -127,7 +127,7 @@ def run_command(
                     continue
                 item = compute_item(spec, settings, run_id, family="byo" if network is not None else "reference",
                                     progress=_progress, network=network)
-                print(file=sys.stderr)
+                close_open_line()
                 with store.locked():  # concurrent runs into DIR: write + export one at a time
                     store.write_result(item.row, item.timesteps, item.layers)
                     store.export_csv()  # the CSVs mirror every result stored in DIR, after every item
@@ -226,6 +226,7 @@ def _progress(name: str, done: int, total: int) -> None:
     filled = int(width * done / max(total, 1))
     print(f"\r{name}: simulating [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
           end="", file=sys.stderr, flush=True)
+    note_open_line()  # an error after this starts on a new line
 
 
 def _blank_if_undefined(value, spec: str) -> str:
