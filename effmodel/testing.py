@@ -1,0 +1,275 @@
+"""Tools for testing effmodel plugins, from the plugin's own test suite.
+
+Nothing here imports TensorFlow or torch (the simulator under test may).
+
+- :func:`tiny_network`: a small seeded :class:`~effmodel.simulation.ConvertedNetwork`
+  built from numpy weights (conv, pooling, dense; normalised by effmodel's
+  own normalisation on random images), with :func:`tiny_images` to feed it.
+- :func:`check_simulator`: runs a simulator through the core on tiny
+  networks, checks the contract of ``docs/hooks.md`` and compares spikes,
+  SynOps and per-step accuracy with the ``numpy`` reference simulator
+  (distribution ``effmodel-numpysim``).
+- :func:`check_cost_model`: the checks the core applies at registration plus
+  a few sanity checks of the formulas.
+- the pytest fixture ``effmodel_plugin`` (loaded automatically through the
+  ``pytest11`` entry point of the ``effmodel`` distribution): register a
+  throwaway plugin object for one test; it is removed again afterwards.
+
+Each check raises ``AssertionError`` with every problem found, one per line.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .simulation import ConvertedNetwork, LayerWeights, NormalisationSettings, SimulationConfig, SimulationResult
+from .specs import ArchitectureSpec, LayerSpec
+
+try:  # pytest is only needed for the fixture
+    import pytest
+except ImportError:  # pragma: no cover - effmodel.testing without pytest
+    pytest = None
+
+
+def tiny_spec(pooling: str = "max", input_shape: tuple[int, int, int] = (10, 10, 1), classes: int = 4) -> ArchitectureSpec:
+    """conv(4, 3x3, same) -> pooling 2 -> conv(6, 3x3, valid, stride 1) ->
+    flatten -> dense(12) -> dense(classes): every spiking layer type, borders,
+    padding and a flatten, small enough for a pure-numpy simulation."""
+    pool = [LayerSpec(type=f"{pooling}pool", name="pool", pool=2)] if pooling else []
+    return ArchitectureSpec(
+        name=f"Tiny-{pooling or 'nopool'}", dataset="tiny", input_shape=input_shape,
+        layers=(
+            LayerSpec(type="conv2d", name="conv1", filters=4, kernel=3, padding="same"),
+            *pool,
+            LayerSpec(type="conv2d", name="conv2", filters=6, kernel=3),
+            LayerSpec(type="flatten", name="flatten"),
+            LayerSpec(type="dense", name="hidden", units=12),
+            LayerSpec(type="dense", name="output", units=classes, activation="softmax"),
+        ),
+        epochs=0, description="effmodel.testing.tiny_network", source="effmodel.testing",
+    )
+
+
+def tiny_images(network: ConvertedNetwork | ArchitectureSpec, n: int = 8, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` seeded images in [0, 1] (NHWC float32) and labels: the ANN's own
+    predicted classes, so that a faithful simulator classifies most correctly."""
+    from .forward import predict
+
+    spec = network.spec if isinstance(network, ConvertedNetwork) else network
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, *spec.input_shape), dtype=np.float32)
+    if isinstance(network, ConvertedNetwork):
+        y = predict(spec, network.weights, x).argmax(axis=1).astype(np.int64)
+    else:
+        y = rng.integers(0, spec.layers[-1].units, n).astype(np.int64)
+    return x, y
+
+
+def tiny_network(seed: int = 0, pooling: str = "max", max2avg_pool: bool = False, percentile: float = 99.9,
+                 spec: ArchitectureSpec | None = None) -> ConvertedNetwork:
+    """A seeded :class:`ConvertedNetwork` from random numpy weights.
+
+    ``pooling``: ``"max"``, ``"avg"`` or ``""`` (none) for :func:`tiny_spec`;
+    or give your own ``spec``.  ``max2avg_pool`` sets the normalisation flag,
+    so ``simulated_spec`` differs from ``spec``.  Weights are He-initialised
+    with small positive biases; the normalisation is effmodel's own
+    (:mod:`effmodel.normalisation`) on 64 random images.
+    """
+    from .normalisation import normalise
+
+    spec = spec or tiny_spec(pooling)
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for layer, (in_shape, _) in ((l, s) for l, s in zip(spec.layers, spec.shapes()) if l.type in ("conv2d", "dense")):
+        if layer.type == "conv2d":
+            fan_in = layer.kernel * layer.kernel * in_shape[-1]
+            shape = (layer.kernel, layer.kernel, in_shape[-1], layer.filters)
+            out = layer.filters
+        else:
+            fan_in, out = int(np.prod(in_shape)), layer.units
+            shape = (fan_in, out)
+        kernel = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        weights[layer.name] = LayerWeights(kernel=kernel, bias=rng.uniform(0.0, 0.05, out).astype(np.float32))
+    settings = NormalisationSettings(percentile=percentile, num_images=64, max2avg_pool=max2avg_pool)
+    images = np.random.default_rng(seed + 1000).random((64, *spec.input_shape), dtype=np.float32)
+    normalised, scales = normalise(spec, weights, images, settings)
+    return ConvertedNetwork(spec=spec, weights=weights, normalised_weights=normalised, scale_factors=scales,
+                            normalisation=settings, model_path=None, norm_images=images)
+
+
+def reference_simulator() -> Any:
+    """The ``numpy`` reference simulator (distribution ``effmodel-numpysim``)."""
+    try:
+        from effmodel_numpysim.simulator import NumpySimulator
+    except ImportError:
+        raise AssertionError("effmodel.testing needs the reference simulator: pip install effmodel-numpysim") from None
+    return NumpySimulator()
+
+
+@dataclass(frozen=True)
+class SimulatorCheck:
+    """What :func:`check_simulator` ran: case name -> (result, reference result)."""
+
+    cases: dict[str, tuple[SimulationResult, SimulationResult | None]]
+
+
+def _run(sim: Any, network: ConvertedNetwork, x: np.ndarray, y: np.ndarray, config: SimulationConfig) -> SimulationResult:
+    from .simulation import simulate
+
+    b = config.batch_size
+    batches = ((x[i : i + b], y[i : i + b]) for i in range(0, len(x), b))  # float images in [0, 1]
+    with tempfile.TemporaryDirectory(prefix="effmodel-check-") as tmp:
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()  # as the core does: a fresh, empty folder that exists
+        return simulate(sim, network, batches, replace(config, workdir=workdir))
+
+
+def _compare(case: str, got: SimulationResult, ref: SimulationResult, rtol: float) -> list[str]:
+    """Differences between a simulator's result and the reference's."""
+    problems = []
+    if set(got.synops_t) != set(ref.synops_t):
+        problems.append(f"{case}: layers {sorted(got.synops_t)} != reference {sorted(ref.synops_t)}")
+        return problems
+    for field in ("spikes_t", "synops_t"):
+        for layer in ref.synops_t:
+            a, b = np.sum(getattr(got, field)[layer]), np.sum(getattr(ref, field)[layer])
+            if abs(int(a) - int(b)) > rtol * max(abs(int(b)), 1):
+                problems.append(f"{case}: {field}[{layer!r}] totals {int(a)}, the reference {int(b)}")
+    diff = np.max(np.abs(got.correct_t - ref.correct_t))
+    if diff > rtol * got.num_images:
+        t = int(np.argmax(np.abs(got.correct_t - ref.correct_t)))
+        problems.append(f"{case}: correct_t differs from the reference by {int(diff)} images at step {t + 1} "
+                        f"(got {int(got.correct_t[t])}, reference {int(ref.correct_t[t])}; is the readout rule followed?)")
+    return problems
+
+
+def _self_consistency(case: str, network: ConvertedNetwork, r: SimulationResult) -> list[str]:
+    """SynOps must equal spikes per neuron times exact fan-out (``r`` is one batch, with spike counts)."""
+    from .counting import spiking_layer_indices, synops_of_spikes
+
+    if r.first_batch_spike_counts is None:
+        return [f"{case}: record_spiketrains=True but BatchResult.spike_counts is None"]
+    problems = []
+    spec = network.simulated_spec
+    for i in spiking_layer_indices(spec):
+        name = spec.layers[i].name
+        counts = r.first_batch_spike_counts.get(name)
+        expected_shape = tuple(spec.shapes()[i][1])
+        if counts is None or tuple(np.shape(counts))[1:] != expected_shape:
+            problems.append(f"{case}: spike_counts[{name!r}] should have shape (B, {', '.join(map(str, expected_shape))}), "
+                            f"got {None if counts is None else np.shape(counts)}")
+            continue
+        if int(np.sum(counts)) != int(np.sum(r.spikes_t[name])):
+            problems.append(f"{case}: spike_counts[{name!r}] sums to {int(np.sum(counts))}, spikes_t to {int(np.sum(r.spikes_t[name]))}")
+        exact = synops_of_spikes(spec, i, counts)
+        if exact != int(np.sum(r.synops_t[name])):
+            problems.append(f"{case}: synops_t[{name!r}] sums to {int(np.sum(r.synops_t[name]))}, but its spikes x "
+                            f"exact fan-out (effmodel.fanout_map) give {exact}")
+    return problems
+
+
+def check_simulator(sim: Any, duration: int = 24, images: int = 10, batch_size: int = 4, rtol: float = 0.0,
+                    compare: bool = True, seed: int = 0) -> SimulatorCheck:
+    """Check ``sim`` (an object as registered with ``register_simulators``).
+
+    On tiny networks with max pooling, with ``--max2avg-pool`` and with
+    average pooling, analog input, ``images`` images in batches of
+    ``batch_size`` (the last one smaller): the core's contract checks on every
+    batch; spikes and SynOps consistent with the exact fan-out; per-layer
+    spike and SynOps totals and the per-step number of correct images equal
+    to the reference simulator's within ``rtol`` (relative; default exact).
+    Then Poisson input (contract only: random streams differ).  A simulator
+    that does not model an IF neuron with reset by subtraction can pass
+    ``compare=False`` to run the contract checks only.
+    """
+    from .errors import EffmodelError
+
+    for attr in ("name", "description", "open"):
+        if not getattr(sim, attr, None):
+            raise AssertionError(f"the simulator has no {attr!r} (see docs/hooks.md, register_simulators)")
+    reference = reference_simulator() if compare else None
+    cases = {
+        "max pooling": tiny_network(seed, "max"),
+        "max pooling, --max2avg-pool": tiny_network(seed, "max", max2avg_pool=True),
+        "average pooling": tiny_network(seed + 1, "avg"),
+    }
+    config = SimulationConfig(duration=duration, batch_size=batch_size, seed=seed, record_spiketrains=True)
+    problems: list[str] = []
+    ran: dict[str, tuple[SimulationResult, SimulationResult | None]] = {}
+    for case, network in cases.items():
+        x, y = tiny_images(network, images, seed + 1)
+        try:
+            got = _run(sim, network, x, y, config)
+        except EffmodelError as exc:
+            raise AssertionError(f"{case}: {exc}") from exc
+        one_batch = _run(sim, network, x[:batch_size], y[:batch_size], config)  # spike_counts cover it all
+        problems += _self_consistency(case, network, one_batch)
+        ref = _run(reference, network, x, y, config) if reference is not None else None
+        if ref is not None:
+            problems += _compare(case, got, ref, rtol)
+        ran[case] = (got, ref)
+    network = cases["max pooling"]
+    x, y = tiny_images(network, images, seed + 1)
+    try:
+        ran["poisson input"] = (_run(sim, network, x, y, replace(config, input_encoding="poisson")), None)
+    except EffmodelError as exc:
+        problems.append(f"poisson input: {exc}")
+    if problems:
+        raise AssertionError(f"simulator {getattr(sim, 'name', sim)!r} fails {len(problems)} check(s):\n" + "\n".join(problems))
+    return SimulatorCheck(ran)
+
+
+def check_cost_model(model: Any) -> None:
+    """Check a cost model as the core does at registration, then its formulas:
+    costs grow with the work, and the factor is ANN cost / SNN cost."""
+    from .costs import validate_cost_model
+    from .counting import count_network
+
+    problems = []
+    if not isinstance(getattr(model, "name", None), str) or not model.name:
+        problems.append("name must be a non-empty string")
+    if not getattr(model, "citation", ""):
+        problems.append("citation is empty: say where the numbers come from (or label them made up)")
+    problems += validate_cost_model(model)
+    if not problems:
+        counts = count_network(tiny_spec("max"))
+        ann = model.ann_cost(counts)
+        lo, hi = model.snn_cost(1_000.0, 10.0), model.snn_cost(2_000.0, 20.0)
+        if not hi >= lo:
+            problems.append(f"snn_cost does not grow with the work: {lo} for 1,000 SynOps, {hi} for 2,000")
+        if lo > 0 and not np.isclose(model.factor(counts, 1_000.0, 10.0), ann / lo):
+            problems.append("factor(counts, synops) is not ann_cost / snn_cost")
+    if problems:
+        raise AssertionError(f"cost model {getattr(model, 'name', model)!r}: " + "; ".join(problems))
+
+
+def _plugin_fixture() -> Iterator[Callable[..., str]]:
+    from . import plugins
+
+    registered: list[str] = []
+
+    def register(plugin: object, name: str | None = None) -> str:
+        """Register ``plugin`` (a module or an object with ``@hookimpl`` methods) for this test."""
+        registered.append(plugins.register_plugin(plugin, name=name))
+        return registered[-1]
+
+    try:
+        yield register
+    finally:
+        for name in reversed(registered):
+            plugins.unregister_plugin(name)
+
+
+if pytest is not None:
+
+    @pytest.fixture
+    def effmodel_plugin() -> Iterator[Callable[..., str]]:
+        """``effmodel_plugin(obj, name=None) -> name``: register a throwaway
+        plugin for this test; it is unregistered (and the registries
+        refreshed) when the test ends, pass or fail."""
+        yield from _plugin_fixture()
