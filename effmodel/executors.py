@@ -153,19 +153,21 @@ def _configure_loaded_libraries(threads: int) -> None:
     configure_threads(threads, import_torch=True)
 
 
-def _check_data_dir(item: WorkItem) -> None:
+def _check_data_dir(item: WorkItem, node: str) -> None:
     d = item.settings.data_dir
     if d is not None and not os.path.isdir(d):
-        raise UsageError(f"data directory {d} does not exist on node {_node()}; --data-dir must name a folder "
+        raise UsageError(f"data directory {d} does not exist on node {node}; --data-dir must name a folder "
                          "holding mnist/ and cifar10/ at the same path on every node")
 
 
-def compute_in_worker(item: WorkItem, compute: ComputeFn | None = None, threads: int | None = None) -> ItemOutcome:
+def compute_in_worker(item: WorkItem, compute: ComputeFn | None = None, threads: int | None = None,
+                      node: str | None = None) -> ItemOutcome:
     """Compute one item away from the output folder and return its outcome.
 
     The simulator's scratch folder is a fresh temporary folder on this node,
     never the driver's output folder.  Every exception becomes a failed
     outcome naming its type, so one bad item does not stop the others.
+    ``node`` names this machine in outcomes and errors (default: its host name).
     """
     import shutil
     import tempfile
@@ -173,16 +175,17 @@ def compute_in_worker(item: WorkItem, compute: ComputeFn | None = None, threads:
     if threads is not None:
         _prepare_worker(threads, item.env)
         _configure_loaded_libraries(threads)
+    node = node or _node()
     start = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix=f"effmodel-{item.name}-")
     try:
-        _check_data_dir(item)
+        _check_data_dir(item, node)
         result = (compute or _compute_item)(item, workdir)
-        return ItemOutcome(item, result=result, node=_node(), seconds=time.perf_counter() - start)
+        return ItemOutcome(item, result=result, node=node, seconds=time.perf_counter() - start)
     except EffmodelError as exc:
-        return ItemOutcome(item, error=str(exc), node=_node(), seconds=time.perf_counter() - start)
+        return ItemOutcome(item, error=str(exc), node=node, seconds=time.perf_counter() - start)
     except Exception as exc:  # a bug or a library error: report it with the item, go on
-        return ItemOutcome(item, error=f"{type(exc).__name__}: {exc}", node=_node(), seconds=time.perf_counter() - start)
+        return ItemOutcome(item, error=f"{type(exc).__name__}: {exc}", node=node, seconds=time.perf_counter() - start)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -206,9 +209,12 @@ def _pool_task(item: WorkItem, compute: ComputeFn | None, threads: int) -> ItemO
 
 
 def _ray_task(item: WorkItem, compute: ComputeFn | None, threads: int) -> ItemOutcome:
+    import ray
+
     _prepare_worker(threads, item.env)
     _configure_loaded_libraries(threads)
-    return compute_in_worker(item, compute)
+    node = f"{_node()} (Ray node {ray.get_runtime_context().get_node_id()[:8]})"
+    return compute_in_worker(item, compute, node=node)
 
 
 # --- executors ----------------------------------------------------------------------
@@ -227,29 +233,36 @@ def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, comput
                    max_retries: int = DEFAULT_MAX_RETRIES) -> Iterator[Event]:
     """``workers`` spawned processes with ``threads`` threads each.
 
-    A worker that dies breaks the whole pool: the items then in flight are
-    resubmitted to a fresh pool, each at most ``max_retries`` times.
+    A worker that dies breaks the whole pool, and the pool cannot say whose
+    worker it was: the items then in flight are rerun one at a time in a
+    fresh pool, so a death is charged to the item that caused it.  An item
+    whose worker died more than ``max_retries`` times fails for good.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     pending = deque(items)
-    attempts: dict[int, int] = {}
+    suspects: deque[WorkItem] = deque()  # in flight when a worker died: rerun alone
+    deaths: dict[int, int] = {}
     env = driver_env()
     pool = None
     inflight: dict[Any, WorkItem] = {}
     try:
-        while pending or inflight:
+        while pending or suspects or inflight:
             if pool is None:
                 pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_init_pool_worker, initargs=(threads, env))
-            while pending and len(inflight) < workers:
-                item = pending.popleft()
-                attempts[id(item)] = attempts.get(id(item), 0) + 1
-                inflight[pool.submit(_pool_task, item, compute, threads)] = item
-                if attempts[id(item)] == 1:
+            if suspects:
+                if not inflight:
+                    item = suspects.popleft()
+                    inflight[pool.submit(_pool_task, item, compute, threads)] = item
+            else:
+                while pending and len(inflight) < workers:
+                    item = pending.popleft()
+                    inflight[pool.submit(_pool_task, item, compute, threads)] = item
                     yield "started", item
+            alone = len(inflight) == 1
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:
@@ -258,17 +271,20 @@ def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, comput
                     outcome = fut.result()
                 except BrokenProcessPool:
                     broken = True
-                    if attempts[id(item)] > max_retries:
-                        yield "finished", ItemOutcome(item, error=f"worker process died {attempts[id(item)]} times",
-                                                      attempts=attempts[id(item)])
+                    if not alone:
+                        suspects.append(item)
+                        continue
+                    deaths[id(item)] = deaths.get(id(item), 0) + 1
+                    if deaths[id(item)] > max_retries:
+                        yield "finished", ItemOutcome(item, error=f"its worker process died {deaths[id(item)]} times "
+                                                                  f"(--max-retries {max_retries})", attempts=deaths[id(item)])
                     else:
-                        pending.appendleft(item)
+                        suspects.appendleft(item)
                     continue
                 yield "finished", ItemOutcome(outcome.item, outcome.result, outcome.error, outcome.node,
-                                              outcome.seconds, attempts[id(item)])
-            if broken:  # the other items in flight died with the pool: run them again
-                for fut, item in list(inflight.items()):
-                    pending.appendleft(item)
+                                              outcome.seconds, deaths.get(id(item), 0) + 1)
+            if broken:  # the other items in flight died with the pool
+                suspects.extend(inflight.values())
                 inflight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = None

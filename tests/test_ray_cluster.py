@@ -1,0 +1,319 @@
+"""``effmodel sweep --executor ray`` on a real two-node Ray cluster on this machine.
+
+A head and one worker node are started as separate ``ray start`` processes
+with one CPU each, so two items run at once, one per node.  The sweep is four
+tiny MNIST items (a few hundred training images, a few test images, short T,
+Norse).  What a sweep stores must not depend on where it ran: the rows,
+SynOps, accuracies and per-step series equal those of the same sweep computed
+by ``--executor local --jobs 1``.  Then the faults: the driver killed
+mid-sweep and rerun (finished items are not recomputed), and the worker
+node's raylet killed mid-sweep (the sweep completes, each item stored once).
+
+Every process of the cluster is killed in a finalizer, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+# Four grid points: type I and II bundles, one or two hidden dense layers, width x0.5.
+TINY = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II", "--bundles", "1", "--dense", "1,2",
+        "--widths", "0.5", "--epochs", "1", "--max-train-images", "300", "--num-test", "20", "--duration", "10",
+        "--batch-size", "20"]
+TOKEN = os.urandom(16).hex()
+COMPARED = ("item_key", "model", "dataset", "simulator", "seed", "params", "ann_accuracy", "snn_accuracy",
+            "synops_total", "synops_at_threshold", "threshold_step", "ann_flops", "factor", "mean_spike_rate")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def _descendants(pid: int) -> list[int]:
+    kids, out, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Cluster:
+    """A head node and one worker node, each a ``ray start --block`` process
+    in its own session (process group)."""
+
+    def __init__(self, env: dict[str, str]):
+        # A short temp dir: Ray's Unix socket paths must stay under ~107 characters.
+        self.tmp = tempfile.mkdtemp(prefix="effray-", dir="/tmp")
+        self.env = env
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+        self.seen: set[int] = set()
+
+    def _start(self, name: str, args: list[str], workers: int) -> subprocess.Popen:
+        log = open(Path(self.tmp) / f"{name}.log", "w")
+        ports = ["--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
+                 "--min-worker-port", str(workers), "--max-worker-port", str(workers + 50),
+                 "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
+                 "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port())]
+        p = subprocess.Popen([str(BIN / "ray"), "start", *args, *ports, "--num-cpus", "1", "--block",
+                              "--object-store-memory", str(80 * 1024**2), "--disable-usage-stats"],
+                             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def _wait_started(self, name: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+        log = Path(self.tmp) / f"{name}.log"
+        end = time.time() + timeout
+        while time.time() < end:
+            if "Ray runtime started" in log.read_text():
+                return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise RuntimeError(f"ray {name} node did not start:\n{log.read_text()[-2000:]}")
+
+    def start(self) -> None:
+        base = 21000 + (os.getpid() % 400) * 100
+        self.head = self._start("head", ["--head", "--port", str(self.port), "--temp-dir", self.tmp,
+                                         "--include-dashboard", "false", "--dashboard-port", str(_free_port()),
+                                         "--ray-client-server-port", str(_free_port())], base)
+        self._wait_started("head", self.head)
+        self.worker = self._start("worker", ["--address", self.address], base + 60)
+        self._wait_started("worker", self.worker)
+        self.remember()
+
+    def remember(self) -> None:
+        """Note every process of the cluster now (workers leave the process group)."""
+        for p in self.procs:
+            self.seen.update(_descendants(p.pid))
+
+    def worker_raylet(self) -> int:
+        pids = [p for p in _descendants(self.worker.pid) if _comm(p) == "raylet"]
+        assert len(pids) == 1, f"expected one raylet under the worker node, found {pids}"
+        return pids[0]
+
+    def stop(self) -> None:
+        self.remember()
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in self.seen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            p.wait(timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("EFFMODEL_LOAD_PLUGINS", "EFFMODEL_BLOCK_PLUGINS", "RAY_ADDRESS"):
+        env.pop(var, None)
+    env.update({
+        "EFFMODEL_CACHE_DIR": str(cache), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Token authentication on every process of this cluster (the driver included), with a
+        # token of its own: not the one Ray may have saved in ~/.ray for local instances.
+        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN,
+        # Notice a lost node within seconds rather than the default ~30 s.
+        "RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """The trained-model cache shared by every node (as on NFS); reuse the developer's if set."""
+    own = os.environ.get("EFFMODEL_CACHE_DIR")
+    return Path(own) if own else tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def cluster(cache, data_dir):
+    c = Cluster(_env(cache) | {"EFFMODEL_DATA_DIR": str(data_dir)})
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache, data_dir) -> Path:
+    """The four items computed with ``--executor local --jobs 1`` (in a subprocess)."""
+    out = tmp_path_factory.mktemp("local-jobs1")
+    r = _sweep(out, cache, data_dir, "--executor", "local", "--jobs", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def _sweep(out: Path, cache: Path, data_dir: Path, *extra: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "effmodel.cli", "sweep", *TINY, "--data-dir", str(data_dir),
+                           "-o", str(out), *extra], env=_env(cache), cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _rows(out: Path) -> list[tuple]:
+    """Every stored result row (raw table: duplicates would show), compared columns only."""
+    with sqlite3.connect(out / "effmodel.sqlite") as db:
+        return sorted(db.execute(f"SELECT {', '.join(COMPARED)} FROM results").fetchall())
+
+
+def _series(out: Path) -> list[tuple]:
+    with sqlite3.connect(out / "effmodel.sqlite") as db:
+        ts = db.execute("SELECT model, t, error, synops_cumulative FROM timesteps ORDER BY model, t").fetchall()
+        ly = db.execute("SELECT model, layer, spikes, synops FROM layers ORDER BY model, layer").fetchall()
+    return ts + ly
+
+
+def _stored(out: Path) -> dict[str, tuple]:
+    path = out / "effmodel.sqlite"
+    if not path.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return {m: (r, c) for m, r, c in db.execute("SELECT model, run_id, created FROM results")}
+    except sqlite3.OperationalError:  # the table is not created yet
+        return {}
+
+
+def test_two_node_ray_sweep_equals_local_jobs_1(cluster, reference, cache, data_dir, tmp_path):
+    r = _sweep(tmp_path, cache, data_dir, "--executor", "ray", "--ray-address", cluster.address)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "4 run, 0 already stored, 0 failed" in r.stdout
+    expected = _rows(reference)
+    assert len(expected) == 4 and len({row[0] for row in expected}) == 4
+    assert _rows(tmp_path) == expected
+    assert _series(tmp_path) == _series(reference)
+    # Both nodes computed items: two Ray node ids appear in the "done ... on" lines.
+    nodes = {line.split("(Ray node ")[1][:8] for line in r.stderr.splitlines() if " done in " in line and "Ray node" in line}
+    assert len(nodes) == 2, r.stderr[-2000:]
+    # The CSV mirrors the store: one line per item plus the header.
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 5
+
+
+def _kill_when(proc: subprocess.Popen, out: Path, stored: int, timeout: float = 300) -> dict[str, tuple]:
+    """Wait until ``stored`` results are in ``out``'s store (the sweep is underway); return them."""
+    end = time.time() + timeout
+    while time.time() < end:
+        rows = _stored(out)
+        if len(rows) >= stored:
+            return rows
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before the fault was injected:\n{_output(out)[1][-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError("the sweep stored nothing in time")
+
+
+def _start_driver(args: list[str], cache: Path, tmp_path: Path) -> subprocess.Popen:
+    """The sweep in its own process group, its output in files (a full pipe would block it)."""
+    out, err = open(tmp_path / "driver.out", "w+"), open(tmp_path / "driver.err", "w+")
+    return subprocess.Popen(args, env=_env(cache), cwd=REPO, stdout=out, stderr=err, text=True, start_new_session=True)
+
+
+def _output(tmp_path: Path) -> tuple[str, str]:
+    return (tmp_path / "driver.out").read_text(), (tmp_path / "driver.err").read_text()
+
+
+def test_driver_killed_mid_sweep_then_rerun_skips_finished_items(cluster, reference, cache, data_dir, tmp_path):
+    args = [sys.executable, "-m", "effmodel.cli", "sweep", *TINY, "--data-dir", str(data_dir), "-o", str(tmp_path),
+            "--executor", "ray", "--ray-address", cluster.address]
+    driver = _start_driver(args, cache, tmp_path)
+    try:
+        _kill_when(driver, tmp_path, 1)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    before = _stored(tmp_path)
+    assert 1 <= len(before) < 4, before
+    r = _sweep(tmp_path, cache, data_dir, "--executor", "ray", "--ray-address", cluster.address)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{4 - len(before)} run, {len(before)} already stored, 0 failed" in r.stdout
+    after = _stored(tmp_path)
+    for model, (run_id, created) in before.items():
+        assert after[model] == (run_id, created), f"{model} was recomputed"
+        assert f"{model}: already stored, skipped" in r.stderr
+    assert _rows(tmp_path) == _rows(reference)
+
+
+def test_worker_node_lost_mid_sweep_completes_each_item_once(cluster, reference, cache, data_dir, tmp_path):
+    """Runs last: it takes the worker node away for good."""
+    args = [sys.executable, "-m", "effmodel.cli", "sweep", *TINY, "--data-dir", str(data_dir), "-o", str(tmp_path),
+            "--executor", "ray", "--ray-address", cluster.address]
+    driver = _start_driver(args, cache, tmp_path)
+    try:
+        cluster.remember()
+        raylet = cluster.worker_raylet()
+        _kill_when(driver, tmp_path, 1)
+        cluster.remember()
+        os.kill(raylet, signal.SIGKILL)
+        at_kill = len(_stored(tmp_path))
+        driver.wait(timeout=400)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    out, err = _output(tmp_path)
+    assert not _alive(raylet)
+    assert at_kill < 4, "the sweep had finished before the node was lost"
+    assert driver.returncode == 0, err[-3000:]
+    assert "4 run, 0 already stored, 0 failed" in out, out + err[-2000:]
+    rows = _rows(tmp_path)
+    assert len(rows) == 4 and len({row[0] for row in rows}) == 4  # each item stored exactly once
+    assert rows == _rows(reference)
