@@ -64,3 +64,33 @@ def test_inisim_and_norse_agree(both, model, max2avg, data_dir, tmp_path_factory
     # the early-step difference is the readout rule, not the dynamics.
     assert np.max(np.abs(nor_spikes.correct_t - ini.correct_t)) <= 1
     assert not np.array_equal(nor.correct_t[:3], ini.correct_t[:3])  # the potential readout differs early
+
+
+def test_inisim_and_norse_agree_on_poisson_input(both, data_dir, tmp_path_factory):
+    """Poisson input: both simulators draw a spike per pixel and step with
+    probability = intensity (INIsim divides by the batch's maximum, 1 on
+    MNIST) and count the input spikes' SynOps as a layer 'input'.  The random
+    numbers differ (numpy vs torch), so agreement is statistical: the input
+    SynOps (about 5e5 input spikes, relative sd ~0.2%) within 1%, every
+    other layer within 5%, accuracy within 5 points."""
+    from effmodel.pipeline import converted_network
+
+    cache = tmp_path_factory.getbasetemp() / "agreement-cache"  # the model of the test above
+    net = converted_network("SmallCNN1", data_dir, cache, epochs=1, normalisation=NormalisationSettings(num_images=300))
+    arrays = plugins.get_datasets()["mnist"].load(Path(data_dir))
+    assert arrays.x_test[:100].reshape(2, -1).max(axis=1).tolist() == [255, 255]  # batch maxima: p = intensity in both
+    results = []
+    for sim in both:
+        config = SimulationConfig(duration=50, batch_size=50, input_encoding="poisson", seed=1,
+                                  workdir=tmp_path_factory.mktemp(sim.name) / "work")
+        results.append(simulate(sim, net, iter_batches(arrays.x_test, arrays.y_test, 50, 100), config))
+    ini, nor = results
+    assert set(ini.synops_t) == set(nor.synops_t) and "input" in nor.synops_t
+    spikes_in = nor.spikes_t["input"].sum()
+    expected = (arrays.x_test[:100] / 255.0).sum() * 50  # sum of the probabilities
+    assert abs(spikes_in / expected - 1) < 0.01 and abs(ini.spikes_t["input"].sum() / expected - 1) < 0.01
+    assert abs(nor.synops_t["input"].sum() / ini.synops_t["input"].sum() - 1) < 0.01
+    for layer, v in ini.synops_t.items():
+        assert abs(int(nor.synops_t[layer].sum()) - int(v.sum())) <= 0.05 * v.sum(), layer
+    assert abs(nor.synops_total / ini.synops_total - 1) <= 0.05
+    assert abs(ini.accuracy - nor.accuracy) <= 0.05 + 1e-9
