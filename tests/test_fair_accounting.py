@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from effmodel.costs import CostModel, load_cost_models
@@ -415,3 +416,23 @@ def test_report_prices_stored_results_again(tiny_run, tmp_path):
     titles = [s.title for s in doc.sections]
     assert "Fair accounting: the same rules for the ANN and the SNN" in titles
     assert any("Fair accounting: SNN cheaper in" in b.text for b in doc.sections[0].blocks if hasattr(b, "text"))
+
+
+def test_verdicts_by_cost_fit_each_factor_column_separately():
+    from effmodel import stats
+
+    rng = np.random.default_rng(7)
+    n = 150
+    conv, dense = rng.integers(1, 7, n), rng.integers(1, 4, n)
+    depth, logp = conv + dense, rng.uniform(9, 16, n)
+    noise = rng.normal(0, 0.3, n)
+    df = pd.DataFrame({"model": [f"m{i}" for i in range(n)], "dataset": "mnist", "simulator": "fake", "depth": depth,
+                       "conv_layers": conv, "dense_layers": dense, "params": np.round(np.exp(logp)),
+                       "mean_spike_rate": 0.05,
+                       "f_depth": np.exp(1 - 0.45 * depth + noise),  # only depth moves this factor
+                       "f_size": np.exp(1 + 0.4 * logp + noise)})  # only size moves this one
+    v = stats.verdicts_by_cost(df, ["f_depth", "f_size", "missing"])
+    assert v["f_depth"]["fake"].startswith("depth dominates")
+    assert v["f_size"]["fake"].startswith("size dominates")
+    assert v["missing"] == {}
+    assert stats.verdicts_by_cost(df.head(3), ["f_depth"])["f_depth"]["fake"].startswith("not fitted")
