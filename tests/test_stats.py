@@ -44,10 +44,14 @@ def test_hc3_intervals_contain_the_true_coefficients():
         truth = TRUTH[_truth_name(t.name)]
         assert t.ci_low < truth < t.ci_high, (t.name, t.ci_low, truth, t.ci_high)
         assert t.ci_high - t.ci_low < 1.5  # informative, not just wide
-    # Standardised coefficient = coefficient x sd(x) / sd(y).
+    # Standardised coefficient, by a second method: least squares on z-scored
+    # depth and log(factor) (the other terms as they are) gives it directly.
     df = stats.prepare(synthetic(400, seed=7, hetero=True))
-    d = a.main.term("depth")
-    assert d.std_coef == pytest.approx(d.coef * df["depth"].std() / df["log_factor"].std())
+    z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
+    X = np.column_stack([np.ones(len(df)), z(df["depth"]), df["log_params"], df["dataset"] == "mnist",
+                         df["mean_spike_rate"]]).astype(float)
+    beta = np.linalg.lstsq(X, z(df["log_factor"]).to_numpy(float), rcond=None)[0]
+    assert a.main.term("depth").std_coef == pytest.approx(beta[1], rel=1e-9)
 
 
 def test_hc3_interval_coverage_is_nominal_under_heteroskedasticity():
@@ -139,20 +143,26 @@ def _stored(n=12, seed=0):
 
 
 def test_recompute_factors_follows_the_half_flops_formula():
-    from effmodel.threshold import threshold_step
-
-    res, ts = _stored()
-    g = ts[ts["model"] == "m3"]
-    for tol in (0.005, 0.01, 0.02):
-        step = threshold_step(g["error"].to_numpy(), tol)
-        so = g["synops_cumulative"].to_numpy()[step - 1]
-        flops = res.loc[3, "ann_flops"]
-        f = stats.recompute_factors(res, ts, 14, False, tol)[3]
-        assert f == pytest.approx((flops / 2 * 14 + flops / 2) / so)
-        f_in = stats.recompute_factors(res, ts, 14, True, tol)[3]
-        assert f_in == pytest.approx((flops / 2 * 14 + flops / 2) / (so + res.loc[3, "synops_input_layer"]))
-    assert threshold_step(g["error"].to_numpy(), 0.005) > threshold_step(g["error"].to_numpy(), 0.02)
+    """One item worked by hand: 2,000 FLOPs; error 0.5, 0.3, 0.12, 0.105,
+    0.1, 0.1; cumulative SynOps 10, 20, ..., 60; input layer 60 SynOps.
+    Tolerance 0.01 (bound 0.11): 0.12 at step 3 is the last above, so the
+    step is 4 and SO = 40; 0.005 (bound 0.105): also step 4; 0.02 (bound
+    0.12): 0.3 at step 2 is the last above, step 3, SO = 30.
+    Total at ratio 14: 1,000 x 14 + 1,000 = 15,000; at ratio 5: 6,000."""
+    res = pd.DataFrame([{"run_id": "r", "model": "hand", "simulator": "x", "ann_flops": 2000,
+                         "threshold_tolerance": 0.01, "synops_at_threshold": 40.0, "synops_input_layer": 60.0}])
+    err = [0.5, 0.3, 0.12, 0.105, 0.1, 0.1]
+    ts = pd.DataFrame({"run_id": "r", "model": "hand", "simulator": "x", "t": range(1, 7), "error": err,
+                       "synops_cumulative": [10.0, 20, 30, 40, 50, 60]})
+    cases = {  # (ratio, input counted, tolerance): factor
+        (14, False, 0.01): 15000 / 40, (14, False, 0.005): 15000 / 40, (14, False, 0.02): 15000 / 30,
+        (14, True, 0.01): 15000 / 100, (14, True, 0.02): 15000 / 90, (5, False, 0.01): 6000 / 40,
+    }
+    for (ratio, inp, tol), want in cases.items():
+        assert stats.recompute_factors(res, ts, ratio, inp, tol)[0] == pytest.approx(want, rel=1e-12), (ratio, inp, tol)
     # Without series, only the stored tolerance can be used.
+    assert stats.recompute_factors(res, None, 14, False, 0.01)[0] == pytest.approx(15000 / 40)
+    res, ts = _stored()
     f = stats.recompute_factors(res, None, 5, False, 0.01)
     assert f[0] == pytest.approx(res.loc[0, "ann_flops"] * 3)
     assert stats.recompute_factors(res, None, 5, False, 0.02).isna().all()
