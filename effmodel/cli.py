@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from .commands import export, info, pipeline_commands, report, sweep
+from .commands import export, info, new_plugin, pipeline_commands, report, sweep
 
 app = typer.Typer(
     name="effmodel",
@@ -48,6 +48,7 @@ app.command("run")(pipeline_commands.run_command)
 app.command("sweep")(sweep.sweep_command)
 app.command("report")(report.report_command)
 app.command("export")(export.export_command)
+app.command("new-plugin")(new_plugin.new_plugin_command)
 
 
 def main(argv: list[str] | None = None) -> int:
