@@ -167,10 +167,23 @@ class TimeScan(nn.Module):
         self.record_v = False
         self.v_trace: torch.Tensor | None = None
         self.state: Any = None
+        self.reuse_output = False
+        self._out: torch.Tensor | None = None
 
     def reset(self) -> None:
         self.state = None
         self.v_trace = None
+
+    def output_buffer(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The tensor a chunk's spikes are written to.  With ``reuse_output``
+        (set by the simulator, whose consumers read a chunk's spikes before the
+        next chunk) the same buffer serves every chunk of equal shape: a fresh
+        multi-MB allocation per step cost as much as the neuron update on CPU."""
+        buf = self._out
+        if buf is None or not self.reuse_output or buf.shape != shape or buf.dtype != dtype or buf.device != device:
+            buf = torch.empty(shape, dtype=dtype, device=device)
+            self._out = buf if self.reuse_output else None
+        return buf
 
     def _scan(self, current: torch.Tensor, state: Any, step: Any) -> torch.Tensor:
         """Run ``step(x_t, state) -> (spikes, state)`` (a Norse state with ``v``)
@@ -200,7 +213,7 @@ class IFSubtract(TimeScan):
         v = self.state
         if v is None:
             v = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
-        out = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+        out = self.output_buffer(current.shape, current.dtype, current.device)
         trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
         for t in range(current.shape[0]):
             v.add_(current[t])
@@ -258,8 +271,25 @@ class SpikeMaxPool(TimeScan):
     def __init__(self, k: int, s: int, pad: tuple[int, int, int, int]):
         super().__init__(torch.float32)
         self.k, self.s, self.pad = k, s, pad
+        self.max_steps: int | None = None  # steps per run, set by the simulator; None: the tap-by-tap path
+
+    def keyed(self, steps: int | None) -> bool:
+        """Whether the keyed fast path applies: non-overlapping windows, no
+        padding, and keys below 2**24 (exact in float32) for ``steps`` steps."""
+        kk = self.k * self.k
+        return steps is not None and self.s == self.k and not any(self.pad) and (steps + 2) * 2 * kk < 2**24
+
+    def tap_priority(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """``2 * (k*k - 1 - tap)`` per input position (tap = row-major index
+        inside its window), shape ``(H, W)``: the tie-break part of the key."""
+        h, w = shape[-2:]
+        k = self.k
+        tap = (torch.arange(h, device=like.device) % k)[:, None] * k + (torch.arange(w, device=like.device) % k)[None, :]
+        return (2 * (k * k - 1 - tap)).to(like.dtype)
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        if self.keyed(self.max_steps):
+            return self._forward_keyed(spikes)
         tc = spikes.shape[0]
         counts = torch.empty_like(spikes)
         prev = self.state
@@ -271,6 +301,45 @@ class SpikeMaxPool(TimeScan):
             prev = counts[t]
         self.state = prev
         return self.gate(counts, spikes)
+
+    def _forward_keyed(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The same gate as :meth:`gate`, in one ``max_pool2d`` per chunk.
+
+        Each input neuron gets the key ``2*k*k*count + 2*(k*k-1-tap) + spike``
+        (count including this step): within a window the largest key is the
+        tap with the highest count, ties to the lowest tap index, and its
+        parity is that tap's spike.  Keys are integers below 2**24, exact in
+        float32 (checked by :meth:`keyed`).  The state is ``2*k*k*count +
+        priority`` after the chunk's last step."""
+        kk2 = 2 * self.k * self.k
+        if self.state is None:
+            self.state = self.tap_priority(spikes.shape, spikes).expand(spikes.shape[1:]).contiguous()
+        tc = spikes.shape[0]
+        if tc == 1:
+            keyc = self.state.add_(spikes[0], alpha=kk2)  # counts including this step
+            key = torch.add(keyc, spikes[0], out=self.output_buffer(keyc.shape, keyc.dtype, keyc.device))[None]
+        else:
+            key = torch.cumsum(spikes, 0).mul_(kk2).add_(self.state).add_(spikes)
+            self.state = key[-1] - spikes[-1]
+        pooled = self.window_max(key)
+        return pooled.sub_(torch.floor(pooled * 0.5).mul_(2))  # the winner's spike: key mod 2
+
+    def window_max(self, x: torch.Tensor) -> torch.Tensor:
+        """Max over non-overlapping ``k x k`` windows ('valid': a remainder row
+        or column is dropped), as ``k-1`` element-wise maxima over rows then
+        over columns of strided views: on CPU about 10x faster than
+        ``max_pool2d`` on NCHW tensors (measured, torch 2.13)."""
+        k = self.k
+        oh, ow = x.shape[-2] // k, x.shape[-1] // k
+        rows = [x[..., di : k * oh : k, : k * ow] for di in range(k)]
+        m = torch.maximum(rows[0], rows[1]) if k > 1 else rows[0].clone()
+        for r in rows[2:]:
+            m = torch.maximum(m, r, out=m)
+        cols = [m[..., dj : k * ow : k] for dj in range(k)]
+        out = torch.maximum(cols[0], cols[1]) if k > 1 else cols[0].clone()
+        for c in cols[2:]:
+            out = torch.maximum(out, c, out=out)
+        return out
 
     def gate(self, counts: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
         """Per window, the spikes of the tap with the highest count; ties go

@@ -50,6 +50,8 @@ with index -1), the same convention as the ``inisim`` simulator.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -119,6 +121,12 @@ class NorseSession:
         if fan_in.ndim == 3:
             fan_in = fan_in.transpose(2, 0, 1)
         self.input_fanout = torch.from_numpy(np.ascontiguousarray(fan_in).reshape(-1).astype(np.float64)).to(self.device)
+        self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
+        self._plans["input"] = self._count_plan(self.input_fanout)
+        for st in self.stages:
+            st.neuron.reuse_output = True  # every chunk's spikes are consumed before the next chunk
+            if isinstance(st.neuron, SpikeMaxPool):
+                st.neuron.max_steps = int(config.duration)
         self.neurons_per_image = max(
             [int(np.prod(self.spec.input_shape))] + [int(np.prod(st.info.shape_hwc)) for st in self.stages]
         )
@@ -137,14 +145,44 @@ class NorseSession:
 
         return hook
 
+    def _count_plan(self, fan: torch.Tensor) -> tuple[str, Any]:
+        """How to count one layer's SynOps exactly and cheaply, from its
+        float64 fan-out vector (N,).
+
+        ``("uniform", f)``: every neuron drives ``f`` synapses, SynOps = f x spikes.
+        ``("gemv", M)``: one float32 product of each image's spikes with the
+        (N, 2) matrix [1, fan-out]: spikes and SynOps per image in one pass.
+        Exact because every partial sum is an integer below 2**24
+        (N x max fan-out < 2**24, checked here).
+        ``("batch", fan)``: otherwise, sum over the batch first (float32 sums
+        of at most B ones), then float64."""
+        n = fan.numel()
+        if n and bool((fan == fan[0]).all()):
+            return "uniform", float(fan[0])
+        if n * float(fan.max()) < 2**24:
+            return "gemv", torch.stack([torch.ones_like(fan), fan], 1).to(torch.float32).contiguous()
+        return "batch", fan
+
     def _count(self, name: str, out: torch.Tensor) -> None:
-        """Per-step spikes and SynOps of one layer's (or the input's) spike chunk."""
+        """Per-step spikes and SynOps of one layer's (or the input's) spike
+        chunk ``(Tc, B, ...)``, accumulated on the device (no host sync)."""
         tc, b = out.shape[:2]
-        per_neuron = out.reshape(tc, b, -1).sum(1).double()  # (tc, N); float32 sums of <= B ones are exact
         acc = self._acc[name]
-        acc["spikes"][self._t0 : self._t0 + tc] = per_neuron.sum(1)
-        fan = self.input_fanout if name == "input" else self.fanout[name]
-        acc["synops"][self._t0 : self._t0 + tc] = per_neuron @ fan
+        rows = slice(self._t0, self._t0 + tc)
+        kind, arg = self._plans[name]
+        if kind == "uniform":
+            per_image = out.reshape(tc * b, -1).sum(1)  # float32: at most N < 2**24 ones per image
+            spikes = per_image.reshape(tc, b).sum(1, dtype=torch.float64)
+            acc["spikes"][rows] = spikes
+            acc["synops"][rows] = spikes * arg
+        elif kind == "gemv":
+            both = (out.reshape(tc * b, -1) @ arg).reshape(tc, b, 2).sum(1, dtype=torch.float64)
+            acc["spikes"][rows] = both[:, 0]
+            acc["synops"][rows] = both[:, 1]
+        else:
+            per_neuron = out.reshape(tc, b, -1).sum(1).double()  # (tc, N); float32 sums of <= B ones are exact
+            acc["spikes"][rows] = per_neuron.sum(1)
+            acc["synops"][rows] = per_neuron @ arg
         if self._record:
             acc["counts"] += out.sum(0).double()
 
@@ -185,9 +223,8 @@ class NorseSession:
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b)
         n_classes = int(self.output.info.shape_hwc[-1])
-        cum = torch.zeros((b, n_classes), dtype=torch.float32, device=dev)
-        correct = torch.zeros(T, dtype=torch.int64, device=dev)
-        pred = torch.zeros(b, dtype=torch.int64, device=dev)
+        out_spikes = torch.empty((T, b, n_classes), dtype=torch.float32, device=dev)  # read out once, after the loop
+        out_v = torch.empty((T, b, n_classes), dtype=self.output.neuron.dtype, device=dev)
         t0 = 0
         while t0 < T:
             tc = min(chunk, T - t0)
@@ -199,19 +236,14 @@ class NorseSession:
                 spikes_in = torch.stack(steps).to(torch.float32)
                 self._count("input", spikes_in)
                 out = self.net(spikes_in)
-            counts = torch.cumsum(out, 0) + cum
-            cum = counts[-1]
+            out_spikes[t0 : t0 + tc] = out
             v = self.output.neuron.v_trace
             if v is None:  # max pooling cannot be the output layer; defensive
-                v = torch.zeros_like(counts)
-            best = counts.amax(-1, keepdim=True)
-            score = torch.where(counts == best, v.to(torch.float64), torch.tensor(-torch.inf, dtype=torch.float64, device=dev))
-            pred_t = score.argmax(-1)  # (tc, B)
-            if self.readout == "spikes":
-                pred_t = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(pred_t, -1))
-            correct[t0 : t0 + tc] = (pred_t == labels).sum(1)
-            pred = pred_t[-1]
+                out_v[t0 : t0 + tc] = 0
+            else:
+                out_v[t0 : t0 + tc] = v
             t0 += tc
+        correct, pred = self._read_out(out_spikes, out_v, labels)
         self.output.neuron.record_v = False
         spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
         synops_t = {n: a["synops"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
@@ -230,6 +262,19 @@ class NorseSession:
             spike_counts=spike_counts,
             extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk)},
         )
+
+    def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Correct images per step and the last step's predictions, from the
+        output layer's spikes and potentials ``(T, B, classes)`` of a whole
+        batch at once (a handful of small ops instead of some per step)."""
+        counts = torch.cumsum(out_spikes, 0)  # float32 sums of at most T ones: exact
+        best = counts.amax(-1, keepdim=True)
+        minus_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=counts.device)
+        score = torch.where(counts == best, out_v.to(torch.float64), minus_inf)
+        pred_t = score.argmax(-1)  # (T, B)
+        if self.readout == "spikes":
+            pred_t = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(pred_t, -1))
+        return (pred_t == labels).sum(1), pred_t[-1]
 
     @staticmethod
     def _chw(shape_hwc: tuple[int, ...]) -> tuple[int, ...]:
