@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import plugins
+from .batching import parse_batch_size, resolve_batch_size
 from .costs import CostModel
 from .counting import count_network, spiking_layer_indices
 from .datasets import Arrays, iter_batches, resolve_data_dir, to_float
@@ -42,7 +43,7 @@ class RunSettings:
     cache_dir: Path | None = None
     num_test: int | None = None  # None = the whole test set
     duration: int | None = None  # None = DEFAULT_DURATION[dataset]
-    batch_size: int = 50
+    batch_size: int | str = "auto"  # a positive number, or "auto": the simulator's choice (effmodel.batching)
     epochs: int | None = None  # None = the spec's (the report's) epochs
     seed: int = 0
     max_train_images: int | None = None
@@ -62,8 +63,7 @@ class RunSettings:
             raise UsageError(f"--num-test must be positive, got {self.num_test} (the test set would be empty)")
         if self.duration is not None and self.duration <= 0:
             raise UsageError(f"--duration must be a positive number of time steps, got {self.duration}")
-        if self.batch_size <= 0:
-            raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
         if self.threshold_tolerance < 0:
             raise UsageError(f"--tolerance must be >= 0, got {self.threshold_tolerance}")
         if self.cost_point not in COST_POINTS:
@@ -249,7 +249,7 @@ def result_row(
         "snn_accuracy": result.accuracy,
         "duration": result.duration,
         "num_test": result.num_images,
-        "batch_size": settings.batch_size,
+        "batch_size": result.metadata.get("batch_size", settings.batch_size),  # "auto" resolved
         "normalisation_percentile": network.normalisation.percentile,
         "threshold_tolerance": settings.threshold_tolerance,
         "threshold_step": step,
@@ -358,8 +358,9 @@ def compute_item(
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)  # the contract: a fresh, empty folder that exists
+    batch_size = resolve_batch_size(settings.batch_size, simulator, network, duration, n_test, settings.simulator_options)
     config = SimulationConfig(
-        duration=duration, batch_size=settings.batch_size, input_encoding=settings.input_encoding, seed=settings.seed,
+        duration=duration, batch_size=batch_size, input_encoding=settings.input_encoding, seed=settings.seed,
         workdir=workdir, record_spiketrains=settings.record_layers, options=dict(settings.simulator_options),
         readout=settings.readout,
     )
@@ -373,11 +374,11 @@ def compute_item(
         fault_point("simulate", spec.name)  # after the first batch: mid-simulation
 
     try:
-        result = simulate(simulator, network, iter_batches(arrays.x_test, arrays.y_test, settings.batch_size, n_test), config, tick)
+        result = simulate(simulator, network, iter_batches(arrays.x_test, arrays.y_test, batch_size, n_test), config, tick)
     finally:
         if not settings.simulator_options.get("keep_workdir"):
             _remove_workdir(workdir, default_workdir)
-    first_images = to_float(arrays.x_test[: min(settings.batch_size, n_test)]) if settings.record_layers else None
+    first_images = to_float(arrays.x_test[: min(batch_size, n_test)]) if settings.record_layers else None
     layers = _layer_rows(network, result, first_images)
     from .accounting import layer_columns, measured_effective_ops, work_at
 

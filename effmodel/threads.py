@@ -110,6 +110,20 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+def idle_cores(cores: int | None = None) -> int:
+    """Of ``cores`` (default :func:`available_cores`), how many are not kept
+    busy by other processes: the 1-minute load average minus this process's
+    own one runnable thread, rounded; at least 1.  On a 2-core machine shared
+    by several jobs (load 8-10) this is 1: a second torch thread there made
+    Norse several times slower, never faster (measured)."""
+    cores = available_cores() if cores is None else cores
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, int(round(cores - others))))
+
+
 def configure_threads(n: int | None = None, *, import_torch: bool = False) -> int:
     """Size every thread pool to ``n`` threads (default :func:`available_cores`).
 
@@ -151,4 +165,4 @@ def configure_threads(n: int | None = None, *, import_torch: bool = False) -> in
     return n
 
 
-__all__ = ["available_cores", "cgroup_quota_cores", "configure_threads", "THREAD_ENV_VARS"]
+__all__ = ["available_cores", "cgroup_quota_cores", "configure_threads", "idle_cores", "THREAD_ENV_VARS"]

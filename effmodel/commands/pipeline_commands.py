@@ -54,7 +54,7 @@ def run_command(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of --model-file (default: inferred from its input shape)."),
     num_test: Optional[int] = typer.Option(None, help="Test images to simulate (default: the whole test set)."),
     duration: Optional[int] = typer.Option(None, help="Time steps T (default: 100 MNIST, 150 CIFAR-10, as the report)."),
-    batch_size: int = typer.Option(50, help="Images simulated at once (bounds memory)."),
+    batch_size: str = typer.Option("auto", help="Images simulated at once (bounds memory): a number, or auto = the simulator's choice (Norse: the GPU memory budget on CUDA, 50 on CPU; others 50)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the report's)."),
     seed: int = typer.Option(0, help="Random seed (training, Poisson input)."),
     max_train_images: Optional[int] = typer.Option(None, help="Train on the first N training images only."),

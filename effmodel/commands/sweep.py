@@ -43,7 +43,7 @@ def sweep_command(
     max_train_images: Optional[int] = typer.Option(None, help="Train on the first N training images only."),
     num_test: Optional[int] = typer.Option(None, help="Test images to simulate (default: the whole test set)."),
     duration: Optional[int] = typer.Option(None, help="Time steps T (default: 100 MNIST, 150 CIFAR-10)."),
-    batch_size: int = typer.Option(50, help="Images simulated at once (bounds memory)."),
+    batch_size: str = typer.Option("auto", help="Images simulated at once (bounds memory): a number, or auto = the simulator's choice (Norse: the GPU memory budget on CUDA, 50 on CPU; others 50)."),
     cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor."),
     readout: str = typer.Option("spikes", "--readout", help="Class readout for every simulator: spikes (INIsim's rule: most output spikes, lowest index on ties, no class before the first output spike) or potential (ties by membrane potential; norse only)."),
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),

@@ -21,6 +21,12 @@ class NorseSimulator:
 
         return NorseSession(network, config)
 
+    def auto_batch_size(self, network, duration, num_images, options):
+        """``--batch-size auto``: GPU memory budget on CUDA, the measured best on CPU."""
+        from .simulator import auto_batch_size
+
+        return auto_batch_size(network, duration, num_images, options)
+
 
 @hookimpl
 def register_simulators(register):

@@ -6,14 +6,27 @@ Options (``SimulationConfig.options``):
     ``"stepwise"``: every layer advances one step at a time (time chunks of
     one step).  ``"layerwise"``: a chunk of ``Tc`` steps is pushed through each
     conv/dense layer in one call (batch ``Tc*B``), then the neurons scan the
-    chunk element-wise.  ``"auto"`` (default) picks per model by the rule in
-    :func:`choose_mode`, measured on this project's reference models.  Both
-    modes compute the same spikes (tested), so the choice is about speed only.
+    chunk element-wise.  ``"auto"`` (default) picks per device by the rule in
+    :func:`choose_mode` (CPU: stepwise; CUDA: layerwise in 5-step chunks), as
+    measured there.  Both modes compute the same spikes (tested), so the choice
+    is about speed only.
 ``chunk_elements``
     layerwise only: time chunk so that the largest layer tensor holds at most
     this many elements (default 2**22): bounds memory, keeps tensors in cache.
 ``chunk_steps``
-    layerwise only: fixed chunk length in steps (overrides ``chunk_elements``).
+    layerwise only: fixed chunk length in steps (overrides ``chunk_elements``;
+    default 5 on CUDA in ``auto`` mode).
+``precision``
+    CUDA only: ``"fp32"`` (default) turns TF32 off for convolutions and
+    matrix products during the simulation (restored afterwards), so that the
+    GPU gives the CPU's spikes and SynOps; ``"tf32"`` allows it: measured on
+    an H100 (issue 10), MediumCNN2 then classified 1 image in 2,000
+    differently and counted 10^5 fewer SynOps in 6.7*10^11.
+    ``cudnn.benchmark`` is on during the simulation either way.
+``threads``
+    CPU threads for torch: ``"auto"`` (default) = the cores this process may
+    use (affinity, cgroup quota) that other processes leave idle
+    (:func:`effmodel.threads.idle_cores`); or a number.  Restored on close.
 ``neuron``
     ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.network`.
 ``tau_mem_inv`` / ``tau_syn_inv``
@@ -50,29 +63,69 @@ with index -1), the same convention as the ``inisim`` simulator.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 import torch
 
-from effmodel.counting import fanout_map
+from effmodel.counting import fanout_map, spiking_layer_indices
 from effmodel.errors import SimulationError, UsageError
 from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
 from effmodel.specs import ArchitectureSpec
 
 from .network import SpikeMaxPool, build_network, import_norse
 
-OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout")
+OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout",
+           "precision", "threads")
 MODES = ("auto", "layerwise", "stepwise")
+PRECISIONS = ("fp32", "tf32")
+CUDA_CHUNK_STEPS = 5
+CPU_BATCH_SIZE = 50  # the measured best on a 2-core machine: see benchmarks/README.md
+CUDA_MEMORY_FRACTION = 0.5
 
 
-def choose_mode(spec: ArchitectureSpec) -> str:
-    """The faster mode for ``spec``: ``stepwise``.  Measured side by side on an
-    otherwise idle 2-core machine (batch 50, T 100, 100 images, medians of 3,
+def choose_mode(spec: ArchitectureSpec, device: torch.device | str = "cpu") -> str:
+    """The faster mode for ``spec`` on ``device``.
+
+    CPU: ``stepwise``.  Measured side by side on an otherwise idle 2-core
+    machine (batch 50, T 100, 100 images, medians of 3,
     ``benchmarks/simulators.py``): SmallCNN1 stepwise 15,623 vs layerwise
     14,119 images x steps/s, MediumCNN2 1,593 vs 1,573; stepwise also peaks
-    lower in memory.  On a contended machine the two were equal within noise."""
-    return "stepwise"
+    lower in memory.  On a contended machine the two were equal within noise.
+
+    CUDA: ``layerwise`` with :data:`CUDA_CHUNK_STEPS` = 5-step chunks.
+    Measured on one H100 (issue 10, batch 1000, ``cudnn.benchmark`` on):
+    MediumCNN2 214,000 img x steps/s stepwise, 256,000 layerwise in 5-step
+    chunks: fewer, larger kernel launches."""
+    return "layerwise" if torch.device(device).type == "cuda" else "stepwise"
+
+
+def auto_batch_size(network: ConvertedNetwork, duration: int, num_images: int, options: dict | None = None) -> int:
+    """``--batch-size auto`` for Norse.
+
+    CUDA: the largest batch whose tensors fit :data:`CUDA_MEMORY_FRACTION` of
+    the free GPU memory, estimated per image from the neuron counts and the
+    time chunk (per layer and chunk step: the current, the spikes and the
+    max-pool keys and their cumulative sum, float32; plus the state), capped
+    at ``num_images``.  Measured on an H100 (issue 10): SmallCNN1 ran 42,900
+    img x steps/s at batch 50, 1,119,000 at 2,500 and 1,294,000 at 10,000.
+
+    CPU: :data:`CPU_BATCH_SIZE`, capped at ``num_images``: larger batches
+    did not run faster on CPU (issue 10: 16 cores gave the same speed at 50
+    and 2,500) and cost memory."""
+    opts = dict(options or {})
+    device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    n = max(1, int(num_images))
+    if device.type != "cuda":
+        return min(CPU_BATCH_SIZE, n)
+    spec = network.simulated_spec
+    neurons = [int(np.prod(spec.input_shape))] + [int(np.prod(spec.shapes()[i][1])) for i in spiking_layer_indices(spec)]
+    chunk = int(opts.get("chunk_steps") or CUDA_CHUNK_STEPS)
+    state_bytes = 8 if str(opts.get("dtype", "float32")) == "float64" else 4
+    per_image = sum(neurons) * (4 * 4 * chunk + 2 * state_bytes) + duration * 64
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(1, min(n, int(free * CUDA_MEMORY_FRACTION) // per_image))
 
 
 class NorseSession:
@@ -89,16 +142,24 @@ class NorseSession:
         mode = str(opts.get("mode", "auto"))
         if mode not in MODES:
             raise UsageError(f"norse mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.mode = choose_mode(self.spec) if mode == "auto" else mode
+        self.device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.mode = choose_mode(self.spec, self.device) if mode == "auto" else mode
+        self.precision = str(opts.get("precision", "fp32"))
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"norse precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self._threads_before: int | None = None
+        if self.device.type == "cpu":
+            self._configure_threads(opts.get("threads", "auto"))
         self.readout = str(opts.get("readout", config.readout))  # the option is an alias of --readout
         if self.readout not in ("potential", "spikes"):
             raise UsageError(f"norse readout must be 'potential' or 'spikes', got {self.readout!r}")
         dtype_name = str(opts.get("dtype", "float32"))
         if dtype_name not in ("float32", "float64"):
             raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
-        self.device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.chunk_elements = int(opts.get("chunk_elements", 2**22))
         self.fixed_chunk = int(opts["chunk_steps"]) if opts.get("chunk_steps") else None
+        if self.fixed_chunk is None and mode == "auto" and self.device.type == "cuda":
+            self.fixed_chunk = CUDA_CHUNK_STEPS
         if self.chunk_elements <= 0 or (self.fixed_chunk is not None and self.fixed_chunk <= 0):
             raise UsageError("norse chunk_elements and chunk_steps must be positive")
         self.net = build_network(
@@ -135,6 +196,40 @@ class NorseSession:
         self._t0 = 0
         self._record = False
         self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
+
+    # --- device settings -----------------------------------------------------------
+    def _configure_threads(self, threads: Any) -> None:
+        """CPU: size torch's pools to the idle cores this process may use
+        (or ``threads``), never more: oversubscribed, Norse ran 5-10x slower."""
+        from effmodel.threads import configure_threads, idle_cores
+
+        if str(threads) == "auto":
+            n = idle_cores()
+        else:
+            try:
+                n = int(threads)
+            except (TypeError, ValueError):
+                n = 0
+            if n <= 0:
+                raise UsageError(f"norse threads must be 'auto' or a positive integer, got {threads!r}")
+        self._threads_before = torch.get_num_threads()
+        configure_threads(n)
+
+    @contextlib.contextmanager
+    def _device_settings(self):
+        """CUDA: ``cudnn.benchmark`` on, TF32 as ``precision`` says, for the
+        duration of one batch; the previous settings are restored afterwards."""
+        if self.device.type != "cuda":
+            yield
+            return
+        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+        before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+        tf32 = self.precision == "tf32"
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = True, tf32, tf32
+        try:
+            yield
+        finally:
+            cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
 
     # --- counting ----------------------------------------------------------------
     def _hook(self, name: str):
@@ -195,9 +290,12 @@ class NorseSession:
         return max(1, min(self.config.duration, self.chunk_elements // max(batch * self.neurons_per_image, 1)))
 
     # --- simulation ------------------------------------------------------------------
-    @torch.no_grad()
     def run_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
         """Simulate one batch (NHWC images in [0, 1]) for ``config.duration`` steps."""
+        with self._device_settings(), torch.no_grad():
+            return self._run_batch(x, y)
+
+    def _run_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
         x = np.asarray(x, dtype=np.float32)
         if tuple(x.shape[1:]) != tuple(self.spec.input_shape):
             raise SimulationError(f"norse: images of shape {x.shape[1:]} do not fit {self.spec.name} {self.spec.input_shape}")
@@ -260,7 +358,7 @@ class NorseSession:
             spikes_t=spikes_t,
             predictions=pred.cpu().numpy(),
             spike_counts=spike_counts,
-            extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk)},
+            extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision},
         )
 
     def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -285,6 +383,9 @@ class NorseSession:
             h.remove()
         self._hooks = []
         self._acc = {}
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
 
-__all__ = ["NorseSession", "choose_mode", "SpikeMaxPool"]
+__all__ = ["NorseSession", "auto_batch_size", "choose_mode", "SpikeMaxPool"]
