@@ -276,7 +276,7 @@ def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, comput
                         continue
                     deaths[id(item)] = deaths.get(id(item), 0) + 1
                     if deaths[id(item)] > max_retries:
-                        yield "finished", ItemOutcome(item, error=f"its worker process died {deaths[id(item)]} times "
+                        yield "finished", ItemOutcome(item, error=f"its worker process died {deaths[id(item)]} time(s) "
                                                                   f"(--max-retries {max_retries})", attempts=deaths[id(item)])
                     else:
                         suspects.appendleft(item)
@@ -314,6 +314,12 @@ def connect_ray(address: str | None) -> Any:
             else:
                 from .threads import available_cores
 
+                if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
+                    # Ray protects a new local instance with a token it would save in
+                    # ~/.ray/auth_token, which later `ray start --head` runs pick up; keep
+                    # this throwaway instance's token in this process and its workers.
+                    os.environ["RAY_AUTH_MODE"] = "token"
+                    os.environ["RAY_AUTH_TOKEN"] = os.urandom(16).hex()
                 ray.init(num_cpus=available_cores(), include_dashboard=False, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -314,6 +314,7 @@ def test_worker_node_lost_mid_sweep_completes_each_item_once(cluster, reference,
     assert at_kill < 4, "the sweep had finished before the node was lost"
     assert driver.returncode == 0, err[-3000:]
     assert "4 run, 0 already stored, 0 failed" in out, out + err[-2000:]
+    assert "will be retried" in err  # Ray's own report that the lost task was resubmitted
     rows = _rows(tmp_path)
     assert len(rows) == 4 and len({row[0] for row in rows}) == 4  # each item stored exactly once
     assert rows == _rows(reference)
