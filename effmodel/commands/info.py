@@ -79,6 +79,20 @@ def architectures_command(
                    f"{r['params']:>12,}{r['macs']:>14,}{r['neurons']:>10,}")
 
 
+def per_operation_costs(model) -> str:
+    """Every per-operation cost of ``model``, read from its fields generically
+    (so fields a plugin or a later CostModel adds are shown too): mac, add and
+    synop always, any other non-zero float field too."""
+    from dataclasses import fields
+
+    shown = []
+    for f in fields(model):
+        value = getattr(model, f.name)
+        if isinstance(value, float) and (f.name in ("mac", "add", "synop") or value != 0):
+            shown.append(f"{f.name} {value:g}")
+    return ", ".join(shown)
+
+
 def cost_models_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List cost models with their per-operation costs and citations."""
     models = plugins.get_cost_models()
@@ -86,7 +100,7 @@ def cost_models_command(as_json: bool = typer.Option(False, "--json", help="Prin
         typer.echo(json.dumps([asdict(m) | {"mac_to_synop": m.mac_to_synop} for m in models.values()], indent=2))
         return
     for m in models.values():
-        typer.echo(f"{m.name:<24} MAC {m.mac:g} / SynOp {m.synop:g} {m.unit} (x{m.mac_to_synop:.1f})  {m.citation}")
+        typer.echo(f"{m.name:<24} {per_operation_costs(m)} {m.unit} (MAC:SynOp x{m.mac_to_synop:.1f})  {m.citation}")
         if getattr(m, "comparison", ""):
             typer.echo(f"{'':<24} {m.comparison}")
         if getattr(m, "accounting", "ops") == "access":

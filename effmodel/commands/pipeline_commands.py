@@ -125,7 +125,7 @@ def run_command(
                     print(f"{spec.name}: already stored in {output} (item {key}), skipped; --force recomputes",
                           file=sys.stderr, flush=True)
                     continue
-                item = compute_item(spec, settings, run_id, family="byo" if network is not None else "reference",
+                item = compute_item(spec, settings, run_id, family=_family(spec, network),
                                     progress=_progress, network=network)
                 close_open_line()
                 with store.locked():  # concurrent runs into DIR: write + export one at a time
@@ -159,7 +159,7 @@ def _execute(items, keys, settings, run_id, store, exec_settings, force) -> None
     from ..progress import ItemProgress
 
     settings = replace(settings, data_dir=resolve_data_dir(settings.data_dir))  # the same path on every node
-    work = [WorkItem(spec=spec, settings=settings, run_id=run_id, family="byo" if network is not None else "reference",
+    work = [WorkItem(spec=spec, settings=settings, run_id=run_id, family=_family(spec, network),
                      network=network, key=key) for (spec, network), key in zip(items, keys)]
     try:
         with ItemProgress("run") as display:
@@ -185,6 +185,16 @@ def _remove_fresh_output(output: Path, remove_dir: bool) -> None:
             output.rmdir()
         except OSError:
             pass
+
+
+def _family(spec, network) -> str:
+    """The ``family`` of a result: ``byo`` for a user's model file, else the
+    plugin that registered the architecture (``reference``, ``example``...)."""
+    from .. import plugins
+
+    if network is not None:
+        return "byo"
+    return plugins.owner_of("register_architectures", spec.name) or "reference"
 
 
 def _items(model_file, dataset, models, datasets, settings):
@@ -246,14 +256,16 @@ def print_table2(rows: list[dict]) -> None:
     if path is not None and path.is_file():
         with open(path) as f:
             paper = {r["model"]: r for r in csv.DictReader(f)}
-    head = (f"{'model':<12}{'sim':<8}{'ANN acc':>9}{'paper':>7}{'MFLOPs':>9}{'paper':>7}{'Total-C':>9}{'paper':>8}"
+    mw = max([12] + [len(str(r["model"])) + 2 for r in rows])  # long names widen their column
+    sw = max([8] + [len(str(r["simulator"])) + 2 for r in rows])
+    head = (f"{'model':<{mw}}{'sim':<{sw}}{'ANN acc':>9}{'paper':>7}{'MFLOPs':>9}{'paper':>7}{'Total-C':>9}{'paper':>8}"
             f"{'SNN acc':>9}{'paper':>7}{'SO-C(M)':>9}{'paper':>11}{'factor':>8}{'paper':>7}")
     typer.echo(head)
     for r in rows:
         p = paper.get(r["model"], {})
         so = f"{p['so_costs_m_low']}-{p['so_costs_m_high']}" if p else "-"
         typer.echo(
-            f"{r['model']:<12}{r['simulator']:<8}{100 * r['ann_accuracy']:>9.2f}{p.get('ann_acc_pct', '-'):>7}"
+            f"{r['model']:<{mw}}{r['simulator']:<{sw}}{100 * r['ann_accuracy']:>9.2f}{p.get('ann_acc_pct', '-'):>7}"
             f"{r['ann_flops'] / 1e6:>9.2f}{p.get('ann_mflops', '-'):>7}{r['total_costs'] / 1e6:>9.3f}{p.get('total_costs_m', '-'):>8}"
             f"{100 * r['snn_accuracy']:>9.2f}{p.get('snn_acc_pct', '-'):>7}{r['synops_at_threshold'] / 1e6:>9.3f}{so:>11}"
             f"{_blank_if_undefined(r['factor'], '.2f'):>8}{p.get('factor', '-'):>7}"
