@@ -205,14 +205,24 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_damaged_store_is_one_line_and_never_overwritten(chain, data_dir, tmp_path):
+def test_damaged_store_is_one_line_and_never_overwritten(data_dir, tmp_path):
+    from effmodel.store import Store
+
     out = tmp_path / "damaged"
-    out.mkdir()
-    good = (chain["out"] / STORE_NAME).read_bytes()
-    (out / STORE_NAME).write_bytes(good[:4096] + b"\0" * 8192 + good[12288:])  # pages zeroed in the middle
+    with Store(out) as store:
+        run = store.start_run("earlier", {})
+        for i in range(30):
+            store.write_result({"run_id": run, "item_key": f"k{i}", "model": f"m{i}", "simulator": "norse"},
+                               [{"run_id": run, "model": f"m{i}", "simulator": "norse", "t": t, "error": 0.5,
+                                 "synops_cumulative": 1.0} for t in range(1, 101)], [])
+    db = out / STORE_NAME
+    good = db.read_bytes()
+    mid = len(good) // 2 // 4096 * 4096
+    assert mid >= 4 * 4096
+    db.write_bytes(good[:mid] + b"\0" * 8192 + good[mid + 8192:])  # two data pages zeroed, header and schema intact
     (out / "results.csv").write_text("precious\n")
     before = {p.name: _sha(p) for p in out.iterdir()}
-    p = effmodel(*run_args(out, chain["cache"], data_dir))
+    p = effmodel(*run_args(out, tmp_path / "cache", data_dir))
     assert p.returncode != 0 and "Traceback" not in p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("effmodel: error: the results store") and "damaged" in lines[0], p.stderr
@@ -229,12 +239,12 @@ def make_read_only(folder: Path):
     return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_read_only_output_folder_is_one_line(chain, data_dir, tmp_path):
+def test_read_only_output_folder_is_one_line(data_dir, tmp_path):
     out = tmp_path / "readonly"
     out.mkdir()
     undo = make_read_only(out)
     try:
-        p = effmodel(*run_args(out, chain["cache"], data_dir))
+        p = effmodel(*run_args(out, tmp_path / "cache", data_dir))
     finally:
         undo()
     assert p.returncode != 0 and "Traceback" not in p.stderr
