@@ -107,8 +107,8 @@ def auto_batch_size(network: ConvertedNetwork, duration: int, num_images: int, o
     CUDA: the largest batch whose tensors fit :data:`CUDA_MEMORY_FRACTION` of
     the free GPU memory, estimated per image from the neuron counts and the
     time chunk (per layer and chunk step: the current, the spikes and the
-    max-pool keys and their cumulative sum, float32; plus the state), capped
-    at ``num_images``.  Measured on an H100 (issue 10): SmallCNN1 ran 42,900
+    max-pool keys and their cumulative sum, float32; plus the state and the
+    recorded per-neuron spike counts), capped at ``num_images``.  Measured on an H100 (issue 10): SmallCNN1 ran 42,900
     img x steps/s at batch 50, 1,119,000 at 2,500 and 1,294,000 at 10,000.
 
     CPU: :data:`CPU_BATCH_SIZE`, capped at ``num_images``: larger batches
@@ -123,7 +123,7 @@ def auto_batch_size(network: ConvertedNetwork, duration: int, num_images: int, o
     neurons = [int(np.prod(spec.input_shape))] + [int(np.prod(spec.shapes()[i][1])) for i in spiking_layer_indices(spec)]
     chunk = int(opts.get("chunk_steps") or CUDA_CHUNK_STEPS)
     state_bytes = 8 if str(opts.get("dtype", "float32")) == "float64" else 4
-    per_image = sum(neurons) * (4 * 4 * chunk + 2 * state_bytes) + duration * 64
+    per_image = sum(neurons) * (4 * 4 * chunk + 2 * state_bytes + 4) + duration * 64  # + 4: recorded spike counts
     free, _total = torch.cuda.mem_get_info(device)
     return max(1, min(n, int(free * CUDA_MEMORY_FRACTION) // per_image))
 
@@ -279,7 +279,7 @@ class NorseSession:
             acc["spikes"][rows] = per_neuron.sum(1)
             acc["synops"][rows] = per_neuron @ arg
         if self._record:
-            acc["counts"] += out.sum(0).double()
+            acc["counts"] += out.sum(0)  # float32: per-neuron totals <= T < 2**24 are exact
 
     def chunk_steps(self, batch: int) -> int:
         """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``."""
@@ -309,14 +309,14 @@ class NorseSession:
         for st in self.stages:
             a = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
             if self._record:
-                a["counts"] = torch.zeros((b, *self._chw(st.info.shape_hwc)), dtype=torch.float64, device=dev)
+                a["counts"] = torch.zeros((b, *self._chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
             self._acc[st.info.name] = a
         self.output.neuron.record_v = True
         analog = self.config.input_encoding == "analog"
         if not analog:
             a_in = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
             if self._record:
-                a_in["counts"] = torch.zeros((b, *xt.shape[1:]), dtype=torch.float64, device=dev)
+                a_in["counts"] = torch.zeros((b, *xt.shape[1:]), dtype=torch.float32, device=dev)
             self._acc["input"] = a_in
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b)
