@@ -28,6 +28,7 @@ def export_command(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Trained-model cache (else EFFMODEL_CACHE_DIR or ~/.cache/effmodel)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the architecture's)."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
+    max_train_images: Optional[int] = typer.Option(None, "--max-train-images", help="Train on the first N training images only."),
     percentile: float = typer.Option(99.9, "--percentile", help="Normalisation percentile."),
     max2avg_pool: bool = typer.Option(
         False, "--max2avg-pool/--no-max2avg-pool",
@@ -53,7 +54,7 @@ def export_command(
         _, network = converted_from_file(model_file, dataset, settings)
     else:
         network = converted_network(model_name=model, data_dir=data_dir, cache_dir=cache_dir, epochs=epochs,
-                                    seed=seed, normalisation=norm)
+                                    seed=seed, normalisation=norm, max_train_images=max_train_images)
     graph = to_nir_graph(network)  # raises UsageError for what NIR cannot express, before writing anything
     import nir
 
