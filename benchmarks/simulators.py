@@ -27,6 +27,10 @@ Printed per model and configuration (medians of the repeats):
   same process, on the same device, threads and batch; ``x floor`` is how
   many times slower the simulator is;
 * ``vs inisim``: speed relative to INIsim in the same invocation, when it ran;
+* ``--clock cpu`` times everything by the process's CPU time with one thread:
+  on a machine shared with other jobs, wall-clock rates mostly measure the
+  other jobs; CPU time measures the work (it still includes cache and
+  hyper-thread contention);
 * accuracy and the child's peak RSS (``VmHWM``: imports count).
 
 ``--steps`` defaults to the report's T (100 MNIST, 150 CIFAR-10).  On a shared
@@ -73,7 +77,7 @@ def floor_macs(spec) -> int:
     return int(sum(l.macs for i, l in enumerate(counts.layers) if i != first and l.type in ("conv2d", "dense")))
 
 
-def dense_floor(network, batch: int, device: str, repeats: int) -> float:
+def dense_floor(network, batch: int, device: str, repeats: int, clock=time.perf_counter) -> float:
     """img*steps/s of the synapses alone (see the module docstring)."""
     import numpy as np
     import torch
@@ -106,16 +110,21 @@ def dense_floor(network, batch: int, device: str, repeats: int) -> float:
         rates = []
         for _ in range(max(3, repeats)):
             n = 20
-            started = time.perf_counter()
+            started = clock()
             for _ in range(n):
                 step()
             sync()
-            rates.append(n * batch / (time.perf_counter() - started))
+            rates.append(n * batch / (clock() - started))
     return float(np.median(rates))
 
 
 def worker(args: argparse.Namespace) -> None:
     """Child process: time one simulator configuration, print one JSON line."""
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.clock == "cpu":  # one thread everywhere: CPU time then measures the work, not spinning threads
+        from effmodel.threads import configure_threads
+
+        configure_threads(1)  # before TensorFlow or torch start their thread pools
     import numpy as np
 
     from effmodel import plugins
@@ -128,6 +137,8 @@ def worker(args: argparse.Namespace) -> None:
     sim = plugins.get_simulators()[args.simulator]
     options = json.loads(args.options)
     batch = int(args.batch)
+    if args.clock == "cpu" and args.simulator == "norse":
+        options.setdefault("threads", 1)
     if args.floor and (options.get("device") or "cpu") == "cpu":
         import torch
 
@@ -138,9 +149,9 @@ def worker(args: argparse.Namespace) -> None:
 
     def run(limit: int):
         cfg = SimulationConfig(duration=args.steps, batch_size=batch, options=options, workdir=Path(tempfile.mkdtemp()))
-        started = time.perf_counter()
+        started = clock()
         r = simulate(sim, network, iter_batches(arrays.x_test, arrays.y_test, batch, limit=limit), cfg)
-        return r, time.perf_counter() - started
+        return r, clock() - started
 
     run(min(batch, args.images))  # warm-up: imports, graph building, cudnn autotuning
     speeds, acc, extra = [], None, {}
@@ -155,7 +166,7 @@ def worker(args: argparse.Namespace) -> None:
 
         if "threads" in options:
             torch.set_num_threads(int(options["threads"]))
-        out["floor"] = dense_floor(network, batch, options.get("device") or "cpu", args.repeats)
+        out["floor"] = dense_floor(network, batch, options.get("device") or "cpu", args.repeats, clock)
         out["threads"] = torch.get_num_threads()
     print(json.dumps(out))
 
@@ -174,6 +185,8 @@ def main() -> None:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--simulators", nargs="+", default=["norse", "inisim"], help="norse and/or inisim")
     p.add_argument("--norse-modes", nargs="+", default=["auto"], help="Norse modes to compare: auto, stepwise, layerwise")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: time by this process's CPU time, one thread (fairer on a shared, busy machine)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--network", help=argparse.SUPPRESS)
@@ -202,7 +215,7 @@ def main() -> None:
             configs += [("norse", {"device": args.device} | ({} if m == "auto" else {"mode": m})) for m in args.norse_modes]
         else:
             configs.append((s, {}))
-    print(f"device={args.device} images={args.images} (whole test set {TEST_SET_IMAGES}: extrapolated) repeats={args.repeats} "
+    print(f"clock={args.clock} device={args.device} images={args.images} (whole test set {TEST_SET_IMAGES}: extrapolated) repeats={args.repeats} "
           f"batch={args.batch_size} cores={available_cores()} idle~{idle_cores()} load={os.getloadavg()[0]:.1f}")
     head = (f"{'model':<11} {'simulator':<16} {'batch':>6} {'T':>4} {'img*steps/s':>12} {'test set s':>11} {'GFLOP/s':>8}"
             f" {'floor':>10} {'x floor':>8} {'vs inisim':>9} {'accuracy':>8} {'RSS MiB':>8}")
@@ -223,7 +236,7 @@ def main() -> None:
                 batch = resolve_batch_size(args.batch_size, installed[sim], net, steps, min(args.images, TEST_SET_IMAGES), opts)
                 cmd = [sys.executable, __file__, "--worker", "--network", str(path), "--simulator", sim,
                        "--options", json.dumps(opts), "--images", str(args.images), "--steps", str(steps),
-                       "--batch", str(batch), "--repeats", str(args.repeats), "--data-dir", args.data_dir]
+                       "--batch", str(batch), "--repeats", str(args.repeats), "--data-dir", args.data_dir, "--clock", args.clock]
                 if sim == "norse":
                     cmd.append("--floor")
                 proc = subprocess.run(cmd, capture_output=True, text=True)

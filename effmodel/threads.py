@@ -127,8 +127,9 @@ def idle_cores(cores: int | None = None) -> int:
 def configure_threads(n: int | None = None, *, import_torch: bool = False) -> int:
     """Size every thread pool to ``n`` threads (default :func:`available_cores`).
 
-    * ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/... are set when not already set
-      by the user (they take effect for libraries not loaded yet);
+    * ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/... and ``TF_NUM_INTRAOP_THREADS``
+      (``TF_NUM_INTEROP_THREADS`` = 1) are set when not already set by the
+      user (they take effect for libraries not loaded yet);
     * torch, if imported (or ``import_torch``): ``set_num_threads(n)`` and,
       once per process before any parallel work, ``set_num_interop_threads(1)``
       (inter-op parallelism only oversubscribes for our sequential graphs);
@@ -141,6 +142,8 @@ def configure_threads(n: int | None = None, *, import_torch: bool = False) -> in
     n = available_cores() if n is None else max(1, int(n))
     for var in THREAD_ENV_VARS:
         os.environ.setdefault(var, str(n))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(n))  # read when TensorFlow starts its runtime
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     torch = sys.modules.get("torch")
     if torch is None and import_torch:
         try:
