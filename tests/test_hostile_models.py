@@ -34,7 +34,7 @@ def _evil(x):  # never called in this process: HOSTILE_MARKER is unset here
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory, request):
+def hostile(tmp_path_factory):
     """``{"h5": path, "keras": path}``: a tiny model with a Lambda spliced in after Flatten."""
     import os
 
