@@ -104,7 +104,7 @@ def run_command(
     from ..datasets import resolve_data_dir
 
     resolve_data_dir(data_dir)
-    plugins.lookup("simulator", plugins.get_simulators(), simulator)
+    stored_as = getattr(plugins.lookup("simulator", plugins.get_simulators(), simulator), "name", simulator)  # results' simulator column
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
     if model_file is not None and executor == "ray":
@@ -121,7 +121,7 @@ def run_command(
             if workers:  # workers compute, this process alone writes
                 _execute(items, keys, settings, run_id, store, exec_settings, force)
             for (spec, network), key in ([] if workers else zip(items, keys)):
-                if not force and store.has_result(key, simulator):
+                if not force and store.has_result(key, stored_as):
                     print(f"{spec.name}: already stored in {output} (item {key}), skipped; --force recomputes",
                           file=sys.stderr, flush=True)
                     continue
@@ -145,7 +145,7 @@ def run_command(
                     results, _ = store.export_csv()
         typer.echo(f"results: {results} (run {run_id}); store: {store.path}")
         wanted = set(keys)
-        print_table2([r for r in store.results() if r["item_key"] in wanted and r["simulator"] == simulator])
+        print_table2([r for r in store.results() if r["item_key"] in wanted and r["simulator"] == stored_as])
 
 
 def _execute(items, keys, settings, run_id, store, exec_settings, force) -> None:
