@@ -33,6 +33,7 @@ _LAZY = {
     "load_spec_file": "specs",
     "load_spec_dir": "specs",
     "validate_spec": ("specs", "validate"),
+    "same_padding": "specs",
     "Arrays": "datasets",
     "Dataset": "datasets",
     # simulators
