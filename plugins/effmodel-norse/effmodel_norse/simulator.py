@@ -83,6 +83,7 @@ PRECISIONS = ("fp32", "tf32")
 CUDA_CHUNK_STEPS = 5
 CPU_BATCH_SIZE = 50  # the measured best on a 2-core machine: see benchmarks/README.md
 CUDA_MEMORY_FRACTION = 0.5
+DEFERRED_COUNT_ELEMENTS = 2**22  # a layer's spikes of a whole batch up to this size are counted once per batch
 
 
 def choose_mode(spec: ArchitectureSpec, device: torch.device | str = "cpu") -> str:
@@ -194,6 +195,7 @@ class NorseSession:
         self.generator = torch.Generator(device=self.device).manual_seed(int(config.seed))
         self._acc: dict[str, dict[str, torch.Tensor]] = {}
         self._t0 = 0
+        self._deferred: dict[str, torch.Tensor] = {}
         self._record = False
         self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
 
@@ -260,10 +262,25 @@ class NorseSession:
 
     def _count(self, name: str, out: torch.Tensor) -> None:
         """Per-step spikes and SynOps of one layer's (or the input's) spike
-        chunk ``(Tc, B, ...)``, accumulated on the device (no host sync)."""
+        chunk ``(Tc, B, ...)``, accumulated on the device (no host sync).
+        Small layers only copy the chunk into a whole-batch buffer, counted
+        once after the last step (:meth:`_count_deferred`): a handful of tiny
+        ops per layer and step cost more than the small layers' matmuls."""
+        store = self._deferred.get(name)
+        if store is not None:
+            store[self._t0 : self._t0 + out.shape[0]] = out
+            return
+        self._count_now(name, out, self._t0)
+
+    def _count_deferred(self) -> None:
+        for name, store in self._deferred.items():
+            self._count_now(name, store, 0)
+        self._deferred = {}
+
+    def _count_now(self, name: str, out: torch.Tensor, t0: int) -> None:
         tc, b = out.shape[:2]
         acc = self._acc[name]
-        rows = slice(self._t0, self._t0 + tc)
+        rows = slice(t0, t0 + tc)
         kind, arg = self._plans[name]
         if kind == "uniform":
             per_image = out.reshape(tc * b, -1).sum(1)  # float32: at most N < 2**24 ones per image
@@ -318,6 +335,11 @@ class NorseSession:
             if self._record:
                 a_in["counts"] = torch.zeros((b, *xt.shape[1:]), dtype=torch.float32, device=dev)
             self._acc["input"] = a_in
+        self._deferred = {
+            st.info.name: torch.empty((T, b, *self._chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
+            for st in self.stages
+            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS
+        }
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b)
         n_classes = int(self.output.info.shape_hwc[-1])
@@ -341,6 +363,7 @@ class NorseSession:
             else:
                 out_v[t0 : t0 + tc] = v
             t0 += tc
+        self._count_deferred()
         correct, pred = self._read_out(out_spikes, out_v, labels)
         self.output.neuron.record_v = False
         spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
