@@ -36,6 +36,15 @@ yet") broken by the highest membrane potential after step ``t``; only for
 simulators that expose the potential (``norse``)."""
 
 
+def check_readout(simulator: Any, readout: str) -> None:
+    """Refuse, before any work, a readout that ``simulator`` declares it cannot
+    honour (its optional attribute ``readouts``; default: all of :data:`READOUTS`)."""
+    supported = tuple(getattr(simulator, "readouts", READOUTS))
+    if readout not in supported:
+        raise UsageError(f"simulator {getattr(simulator, 'name', simulator)!r} supports --readout "
+                         f"{' or '.join(supported)}, not {readout!r}")
+
+
 @dataclass(frozen=True)
 class NormalisationSettings:
     """Data-based weight normalisation (Rueckauer et al. 2017).

@@ -51,3 +51,15 @@ def test_cost_models_shows_every_per_operation_cost(run_effmodel):
                 assert f"{key} {m[key]:g}" in line, (m["name"], key, line)
                 checked += 1
     assert checked >= 3 * len(models)
+
+
+def test_an_unsupported_readout_is_refused_before_any_work(run_effmodel, tmp_path):
+    sims = plugins.get_simulators()
+    if "inisim" not in sims:
+        pytest.skip("effmodel-inisim is not installed")
+    assert sims["inisim"].readouts == ("spikes",)
+    out = run_effmodel("run", "--simulator", "inisim", "--readout", "potential", "--models", "SmallCNN1",
+                       "--output", str(tmp_path / "out"))
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == ["effmodel: error: simulator 'inisim' supports --readout spikes, not 'potential'"]
+    assert not (tmp_path / "out").exists()  # nothing written, nothing trained

@@ -102,9 +102,11 @@ def run_command(
     # Validate names and paths before any expensive work or any store write.
     from .. import plugins
     from ..datasets import resolve_data_dir
+    from ..simulation import check_readout
 
     resolve_data_dir(data_dir)
     stored_as = getattr(plugins.lookup("simulator", plugins.get_simulators(), simulator), "name", simulator)  # results' simulator column
+    check_readout(plugins.lookup("simulator", plugins.get_simulators(), simulator), readout)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
     if model_file is not None and executor == "ray":

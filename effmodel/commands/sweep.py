@@ -95,7 +95,9 @@ def sweep_command(
     from ..pipeline import RunSettings
     from ..store import Store
 
-    plugins.lookup("simulator", plugins.get_simulators(), simulator)
+    from ..simulation import check_readout
+
+    check_readout(plugins.lookup("simulator", plugins.get_simulators(), simulator), readout)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     settings = RunSettings(
         simulator=simulator, output=output, data_dir=data_dir, cache_dir=cache_dir, num_test=num_test,

@@ -35,6 +35,7 @@ class InisimSimulator:
     """snntoolbox 0.6.0's INI simulator (temporal mean rate) as an effmodel simulator."""
 
     name = "inisim"
+    readouts = ("spikes",)  # snntoolbox's rule only; the core refuses --readout potential up front
     description = "snntoolbox 0.6.0 INI simulator (temporal mean rate, tf_keras); exact and snntoolbox SynOps per step"
 
     def open(self, network, config):
