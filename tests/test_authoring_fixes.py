@@ -63,3 +63,27 @@ def test_an_unsupported_readout_is_refused_before_any_work(run_effmodel, tmp_pat
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == ["effmodel: error: simulator 'inisim' supports --readout spikes, not 'potential'"]
     assert not (tmp_path / "out").exists()  # nothing written, nothing trained
+
+
+@pytest.mark.parametrize("how", ["core setting", "old norse option"])
+def test_norse_potential_readout_matches_the_reference(how):
+    """``--readout potential`` and the old ``--option readout=potential`` (an
+    alias) give Norse the same per-step accuracy as the numpy reference's
+    potential readout, and differ from the default spikes readout."""
+    from dataclasses import replace as dc_replace
+
+    from effmodel import SimulationConfig, simulate
+    from effmodel.testing import reference_simulator, tiny_images, tiny_network
+
+    sims = plugins.get_simulators()
+    if "norse" not in sims:
+        pytest.skip("effmodel-norse is not installed")
+    net = tiny_network(0, "avg")
+    x, y = tiny_images(net, 8)
+    base = SimulationConfig(duration=12, batch_size=8)
+    config = dc_replace(base, readout="potential") if how == "core setting" else dc_replace(base, options={"readout": "potential"})
+    norse = simulate(sims["norse"], net, [(x, y)], config)
+    ref = simulate(reference_simulator(), net, [(x, y)], dc_replace(base, readout="potential"))
+    spikes = simulate(reference_simulator(), net, [(x, y)], base)
+    assert norse.correct_t.tolist() == ref.correct_t.tolist()
+    assert ref.correct_t.tolist() != spikes.correct_t.tolist()  # the rule matters on this network
