@@ -1,8 +1,10 @@
 """effmodel installs as an ordinary wheel: wheels of effmodel and every
 built-in plugin, installed non-editable into a fresh virtual environment,
-give all eight reference architectures and every cost preset.  This is how a
-plugin author's project depends on effmodel (``pip install effmodel``), and
-what failed before the reference data became package data.
+give all eight reference architectures, every cost preset and the new-plugin
+templates.  This is how a plugin author's project depends on effmodel
+(``pip install effmodel``), and what failed before the reference data became
+package data (with the architecture specs left out of the wheel, this test
+fails: "reference architectures folder not found at .../site-packages/...").
 
 Kept fast and offline-friendly: the sources are copied to a temporary folder
 (no build/ or egg-info in the checkout), wheels are built without build
@@ -94,3 +96,9 @@ def test_wheels_install_non_editable_and_find_their_data(tmp_path):
     r = subprocess.run(effmodel + ["plugins"], cwd=tmp_path, env=env, capture_output=True, text=True)
     names = {line.split()[0] for line in r.stdout.splitlines()}
     assert {"reference", "costs", "inisim", "norse", "example", "numpysim"} <= names, r.stdout
+
+    # the new-plugin templates are package data of the effmodel wheel
+    r = subprocess.run(effmodel + ["new-plugin", "wheel-check", "--kind", "cost-model", "--output", "made"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'wheel-check = "effmodel_wheel_check"' in (tmp_path / "made" / "pyproject.toml").read_text()
