@@ -16,6 +16,7 @@ run   killed at                   then
 4     ``store-write@SmallCNN1``   killed inside the result transaction, before commit
 5     ``csv-export``              SmallCNN1 stored; killed after results.csv, before timesteps.csv
 6     (none)                      both skipped, nothing simulated, CSVs match the store
+7     ``--force``, TinyCNN only   TinyCNN recomputed, its row replaced
 ====  ==========================  =============================================
 
 The uninterrupted reference is two runs started at the same time into one
@@ -77,8 +78,9 @@ def snapshot(out: Path, cache: Path, proc: subprocess.CompletedProcess) -> dict:
     with sqlite3.connect(out / STORE_NAME) as db:
         stored = db.execute("SELECT model, run_id, created FROM results ORDER BY model").fetchall()
         steps = dict(db.execute("SELECT model, COUNT(*) FROM timesteps GROUP BY model").fetchall())
+        runs = [r[0] for r in db.execute("SELECT status FROM runs ORDER BY created, rowid")]
     return {
-        "rc": proc.returncode, "stderr": proc.stderr, "stored": stored, "steps": steps,
+        "rc": proc.returncode, "stderr": proc.stderr, "stored": stored, "steps": steps, "runs": runs,
         "csv": sorted(r["model"] for r in csv_rows(out / "results.csv")) if (out / "results.csv").exists() else None,
         "csv_steps": len(csv_rows(out / "timesteps.csv")) if (out / "timesteps.csv").exists() else None,
         "cache": sorted(p.name for p in cache.iterdir()) if cache.exists() else [],
@@ -99,6 +101,8 @@ def chain(data_dir, tmp_path_factory):
             h5 = entry / "model.h5"
             h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 2])
         snaps[name] = snapshot(out, cache, effmodel(*args, kill_at=kill))
+    # run 7: --force recomputes TinyCNN and replaces its row
+    snaps["force"] = snapshot(out, cache, effmodel(*run_args(out, cache, data_dir, models="TinyCNN"), "--force"))
     return {"snaps": snaps, "out": out, "cache": cache, "root": root}
 
 
@@ -164,9 +168,40 @@ def test_rerun_after_everything_recomputes_nothing(chain):
     assert "simulating" not in s["stderr"] and "cached model" not in s["stderr"] and ": trained" not in s["stderr"]
     assert s["stored"] == chain["snaps"]["csv-export"]["stored"]  # no row rewritten
     assert s["csv"] == sorted(MODELS) and s["csv_steps"] == 2 * T
-    with sqlite3.connect(chain["out"] / STORE_NAME) as db:
-        statuses = [r[0] for r in db.execute("SELECT status FROM runs ORDER BY created, rowid")]
-    assert statuses == ["interrupted"] * 5 + ["complete"]
+    assert s["runs"] == ["interrupted"] * 5 + ["complete"]  # each killed run marked when the next one opened the store
+
+
+def test_force_recomputes_and_replaces(chain):
+    before, s = chain["snaps"]["final"], chain["snaps"]["force"]
+    assert s["rc"] == 0, s["stderr"][-2000:]
+    assert "TinyCNN: cached model" in s["stderr"] and "already stored" not in s["stderr"]
+    (old_tiny,) = [r for r in before["stored"] if r[0] == "TinyCNN"]
+    (new_tiny,) = [r for r in s["stored"] if r[0] == "TinyCNN"]
+    assert new_tiny[1] != old_tiny[1]  # a row of the new run replaced the old one
+    assert [r for r in s["stored"] if r[0] != "TinyCNN"] == [r for r in before["stored"] if r[0] != "TinyCNN"]
+    assert s["steps"] == {m: T for m in MODELS} and s["csv"] == sorted(MODELS) and s["csv_steps"] == 2 * T
+
+
+def test_failed_item_writes_nothing(chain, data_dir, tmp_path):
+    """An item that fails after the store was opened (SmallCNN2 needs CIFAR-10,
+    absent from this data folder): a fresh folder is left empty, an existing
+    one keeps its results and CSVs byte for byte."""
+    mnist_only = tmp_path / "data"
+    mnist_only.mkdir()
+    (mnist_only / "mnist").symlink_to(data_dir / "mnist")
+    fresh = tmp_path / "fresh"
+    p = effmodel(*run_args(fresh, chain["cache"], mnist_only, models="SmallCNN2"))
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert not fresh.exists()
+    existing = tmp_path / "existing"
+    shutil.copytree(chain["out"], existing)
+    before = {n: _sha(existing / n) for n in ("results.csv", "timesteps.csv", "layers.csv")}
+    p = effmodel(*run_args(existing, chain["cache"], mnist_only, models="SmallCNN2"))
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert {n: _sha(existing / n) for n in before} == before
+    with sqlite3.connect(existing / STORE_NAME) as db:
+        assert sorted(r[0] for r in db.execute("SELECT model FROM results")) == sorted(MODELS)
+        assert db.execute("SELECT status FROM runs ORDER BY created DESC, rowid DESC LIMIT 1").fetchone() == ("failed",)
 
 
 @pytest.fixture(scope="module")
