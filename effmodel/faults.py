@@ -2,8 +2,9 @@
 
 ``EFFMODEL_FAULT_KILL_AT=<point>[@<model>]`` (comma-separated for several)
 makes the process SIGKILL itself when it reaches ``<point>`` (for ``<model>``
-only, if given).  The points are ``train`` (inside model fitting),
-``convert``, ``simulate`` (after the first simulated batch), ``store-write``
+only, if given).  The points are ``train`` (after fitting, before the model
+is saved into the cache), ``convert`` (before conversion), ``simulate``
+(after the first simulated batch), ``store-write``
 (inside the result transaction, before commit) and ``csv-export`` (after
 ``results.csv`` was replaced, before ``timesteps.csv``).  Unset, each point
 costs one environment lookup.  Only tests set it (tests/test_faults.py).
