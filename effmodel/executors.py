@@ -300,6 +300,13 @@ def ray_address(option: str | None) -> str | None:
 
 def connect_ray(address: str | None) -> Any:
     """Import Ray and connect to the cluster at ``address`` (a local instance if None)."""
+    if not address and "ray" not in sys.modules and "RAY_AUTH_MODE" not in os.environ \
+            and "RAY_AUTH_TOKEN" not in os.environ:
+        # Ray protects a new local instance with a token it would save in
+        # ~/.ray/auth_token, which later `ray start --head` runs then pick up; keep this
+        # throwaway instance's token in this process and its children instead.
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = os.urandom(16).hex()
     try:
         import ray
     except ImportError:
@@ -314,12 +321,6 @@ def connect_ray(address: str | None) -> Any:
             else:
                 from .threads import available_cores
 
-                if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
-                    # Ray protects a new local instance with a token it would save in
-                    # ~/.ray/auth_token, which later `ray start --head` runs pick up; keep
-                    # this throwaway instance's token in this process and its workers.
-                    os.environ["RAY_AUTH_MODE"] = "token"
-                    os.environ["RAY_AUTH_TOKEN"] = os.urandom(16).hex()
                 ray.init(num_cpus=available_cores(), include_dashboard=False, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
