@@ -157,3 +157,24 @@ def test_local_workers_are_capped_at_the_cores_available(monkeypatch):
     assert ExecutorSettings(jobs=8).local_workers() == 3
     assert ExecutorSettings(jobs=2).local_workers() == 2
     assert ExecutorSettings().local_workers() == 1
+
+
+@pytest.mark.slow
+def test_run_with_two_workers_equals_run_in_process(cache, data_dir, tmp_path):
+    """``effmodel run --jobs 2`` stores what the in-process run stores, and resumes the same way."""
+    args = ["--simulator", "norse", "--models", "SmallCNN1,DeepCNN1", "--epochs", "1", "--max-train-images", "300",
+            "--num-test", "20", "--duration", "10", "--batch-size", "20", "--data-dir", str(data_dir)]
+
+    def run(out, *extra):
+        return subprocess.run([sys.executable, "-m", "effmodel.cli", "run", *args, "-o", str(out), *extra],
+                              env=_env(cache), cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    one, two = tmp_path / "jobs1", tmp_path / "jobs2"
+    for out, extra in ((one, ()), (two, ("--jobs", "2"))):
+        r = run(out, *extra)
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_rows(one)) == 2 and _rows(two) == _rows(one)
+    assert _series(two) == _series(one)
+    r = run(two, "--jobs", "2")  # everything stored: nothing is computed again
+    assert r.returncode == 0 and r.stderr.count("already stored, skipped") == 2, r.stderr[-3000:]
+    assert _rows(two) == _rows(one)
