@@ -250,13 +250,14 @@ class NorseSession:
         ``("gemv", M)``: one float32 product of each image's spikes with the
         (N, 2) matrix [1, fan-out]: spikes and SynOps per image in one pass.
         Exact because every partial sum is an integer below 2**24
-        (N x max fan-out < 2**24, checked here).
+        (N x max fan-out < 2**24, checked here; not under CUDA TF32, which
+        would round fan-outs above 2048).
         ``("batch", fan)``: otherwise, sum over the batch first (float32 sums
         of at most B ones), then float64."""
         n = fan.numel()
         if n and bool((fan == fan[0]).all()):
             return "uniform", float(fan[0])
-        if n * float(fan.max()) < 2**24:
+        if n * float(fan.max()) < 2**24 and not (self.precision == "tf32" and self.device.type == "cuda"):  # TF32 rounds fan-outs > 2048
             return "gemv", torch.stack([torch.ones_like(fan), fan], 1).to(torch.float32).contiguous()
         return "batch", fan
 
