@@ -15,6 +15,10 @@ T = 20, Norse) are swept once per case into a fresh output folder:
 - ``oversub``: the local pool with two workers of *two* threads each on this
   machine's cores (what ``--jobs 2`` avoids by sizing threads per worker).
 
+``--cases threads`` adds a micro-benchmark of the same question without the
+pipeline around it: two processes run Norse-sized integrate-and-fire steps
+(a small conv layer, batch 20) with one vs two torch threads each.
+
 The trained models are cached first (an untimed warm-up sweep), so every case
 measures the same work: process start and imports, conversion, simulation,
 the store.  Each case is timed end to end (wall clock of the command) and
@@ -63,6 +67,34 @@ with Store(out) as store:
 """
 
 
+THREADS = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1])); torch.set_num_interop_threads(1)
+conv = torch.nn.Conv2d(8, 8, 3); x = torch.rand(20, 8, 26, 26); v = torch.zeros(20, 8, 24, 24)
+with torch.no_grad():
+    for _ in range(20): v = v + conv(x)
+    t = time.perf_counter()
+    for _ in range(1500):
+        v = v + conv(x); s = (v > 1).float(); v = v - s  # integrate, spike, reset by subtraction
+print(time.perf_counter() - t)
+"""
+
+
+def _threads(repeats: int = 3) -> None:
+    """Median seconds of two concurrent processes with 1 vs 2 torch threads each."""
+    import statistics
+
+    res: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for n in (1, 2):
+            ps = [subprocess.Popen([sys.executable, "-c", THREADS, str(n)], stdout=subprocess.PIPE, text=True)
+                  for _ in range(2)]
+            res[n].append(max(float(p.communicate()[0]) for p in ps))
+    for n, v in res.items():
+        print(f"2 processes x {n} thread(s): median {statistics.median(v):.2f} s (runs {', '.join(f'{x:.2f}' for x in v)})")
+    print(f"2x2 threads / 2x1 threads: {statistics.median(res[2]) / statistics.median(res[1]):.2f}x the time", flush=True)
+
+
 def _env(cache_dir: Path) -> dict[str, str]:
     return dict(os.environ, EFFMODEL_CACHE_DIR=str(cache_dir), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
                 RAY_USAGE_STATS_ENABLED="0")
@@ -92,11 +124,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=os.environ.get("EFFMODEL_DATA_DIR"))
     ap.add_argument("--cache-dir", type=Path, default=None, help="trained-model cache (default: a temporary folder)")
-    ap.add_argument("--cases", default="jobs1,jobs2,ray2,oversub")
+    ap.add_argument("--cases", default="jobs1,jobs2,ray2,oversub", help="any of jobs1,jobs2,ray2,oversub,threads")
     args = ap.parse_args()
     if args.data_dir is None:
         raise SystemExit("pass --data-dir or set EFFMODEL_DATA_DIR")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if "threads" in cases:
+        cases.remove("threads")
+        _threads()
+        if not cases:
+            return
     with tempfile.TemporaryDirectory(prefix="effmodel-bench-") as tmp:
         cache = args.cache_dir or Path(tmp) / "models"
         t = _sweep(Path(tmp) / "warmup", args.data_dir, cache, CASES["jobs1"])
