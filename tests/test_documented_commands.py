@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -97,7 +98,12 @@ def test_documented_plugin_test_snippets_pass(tmp_path):
         blocks += [b for b in re.findall(r"```python\n(.*?)```", doc.read_text(), re.S) if "def test_" in b]
     assert len(blocks) >= 2
     for i, block in enumerate(blocks):
-        (tmp_path / f"test_snippet_{i}.py").write_text(block)
+        # A snippet inside a list item is indented; the walkthrough's own
+        # simulator stands for the reader's (the numpy reference is that walkthrough).
+        code = textwrap.dedent(block).replace(
+            "from my_simulator import MySimulator",
+            "from effmodel_numpysim.simulator import NumpySimulator as MySimulator")
+        (tmp_path / f"test_snippet_{i}.py").write_text(code)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:]

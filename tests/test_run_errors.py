@@ -13,7 +13,7 @@ import pytest
         (["--duration", "0"], "--duration must be a positive number of time steps"),
         (["--duration", "-5"], "--duration must be a positive number of time steps"),
         (["--num-test", "0"], "the test set would be empty"),
-        (["--batch-size", "0"], "--batch-size must be positive"),
+        (["--batch-size", "0"], "--batch-size must be 'auto' or a positive integer"),
         (["--models", "NoSuchCNN"], "unknown architecture 'NoSuchCNN'"),
         (["--cost-model", "free-lunch"], "unknown cost model 'free-lunch'"),
         (["--datasets", "imagenet"], "unknown dataset 'imagenet'"),
