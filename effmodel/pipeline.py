@@ -88,6 +88,12 @@ def item_key(spec: ArchitectureSpec, settings: RunSettings, weights: Mapping[str
     s = asdict(settings)
     for k in ("output", "data_dir", "cache_dir", "record_layers"):
         s.pop(k)
+    if settings.input_encoding != "poisson":
+        # The batch size changes no number under analog input (the contract asks
+        # for per-image results), so a rerun with another batch size (or
+        # ``auto`` on another device) resumes.  Poisson input draws its spikes
+        # per batch, so there it stays part of the identity.
+        s.pop("batch_size")
     s["epochs"] = settings.epochs or spec.epochs
     s["duration"] = settings.duration_for(spec.dataset)
     ident = {"spec": spec.content_hash(), "dataset": spec.dataset, "settings": s}

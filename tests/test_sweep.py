@@ -200,3 +200,13 @@ def test_sweep_dry_run_prints_the_grid(capsys):
     assert abs(plan["selected_correlation"]["corr_within_dataset"]) <= 0.3
     assert main(["sweep", "--dry-run", "--datasets", "imagenet"]) == 2
     assert "unknown imagenet" in capsys.readouterr().err
+
+
+def test_batch_size_is_part_of_the_identity_only_under_poisson_input():
+    """Analog results do not depend on the batch size, so a rerun with another
+    batch size (or ``auto`` on another device) resumes; Poisson input draws
+    its spikes per batch, so there the batch size is part of the identity."""
+    spec = sweep.build_spec("mnist", "I", 1, 1, 1.0)
+    analog = {item_key(spec, RunSettings(simulator="fake", batch_size=b)) for b in (50, 7, "auto")}
+    poisson = {item_key(spec, RunSettings(simulator="fake", batch_size=b, input_encoding="poisson")) for b in (50, 7)}
+    assert len(analog) == 1 and len(poisson) == 2
