@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence
 
-from .errors import EffmodelError, UsageError
+from .errors import UsageError
 from .specs import ArchitectureSpec, spec_from_dict
 
 DATASETS: dict[str, dict[str, Any]] = {

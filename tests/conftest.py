@@ -88,3 +88,44 @@ def run_effmodel():
         )
 
     return run
+
+
+@pytest.fixture
+def make_read_only():
+    """``make_read_only(folder)``: make ``folder`` unwritable, also for root
+    (``chattr +i``), and return an undo; skips where that cannot be done."""
+    import shutil
+
+    def make(folder: Path):
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            return lambda: folder.chmod(0o755)
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("running as root without a working chattr: cannot make a folder read-only")
+        return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+    return make
+
+
+# The result columns compared between executors (a duplicate row would show).
+COMPARED_RESULT_COLUMNS = ("item_key", "model", "dataset", "simulator", "seed", "params", "ann_accuracy", "snn_accuracy",
+                           "synops_total", "synops_at_threshold", "threshold_step", "ann_flops", "factor", "mean_spike_rate")
+
+
+@pytest.fixture
+def stored_tables():
+    """``rows(out)``, ``series(out)``: the raw stored results (compared columns)
+    and per-step/per-layer series of the store in ``out``, sorted."""
+    import sqlite3
+
+    def rows(out: Path) -> list[tuple]:
+        with sqlite3.connect(out / "effmodel.sqlite") as db:
+            return sorted(db.execute(f"SELECT {', '.join(COMPARED_RESULT_COLUMNS)} FROM results").fetchall())
+
+    def series(out: Path) -> list[tuple]:
+        with sqlite3.connect(out / "effmodel.sqlite") as db:
+            ts = db.execute("SELECT model, t, error, synops_cumulative FROM timesteps ORDER BY model, t").fetchall()
+            ly = db.execute("SELECT model, layer, spikes, synops FROM layers ORDER BY model, layer").fetchall()
+        return ts + ly
+
+    return rows, series

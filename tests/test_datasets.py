@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest

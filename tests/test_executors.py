@@ -12,7 +12,6 @@ write nothing, and the CLI never imports Ray unless ``--executor ray`` runs.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -27,21 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II", "--bundles", "1", "--dense", "1,2",
         "--widths", "0.5", "--epochs", "1", "--max-train-images", "300", "--num-test", "20", "--duration", "10",
         "--batch-size", "20"]
-COMPARED = ("item_key", "model", "dataset", "simulator", "seed", "params", "ann_accuracy", "snn_accuracy",
-            "synops_total", "synops_at_threshold", "threshold_step", "ann_flops", "factor", "mean_spike_rate")
 
 
-def _rows(out: Path) -> list[tuple]:
-    """Every stored result row (the raw table, so a duplicate would show)."""
-    with sqlite3.connect(out / "effmodel.sqlite") as db:
-        return sorted(db.execute(f"SELECT {', '.join(COMPARED)} FROM results").fetchall())
-
-
-def _series(out: Path) -> list[tuple]:
-    with sqlite3.connect(out / "effmodel.sqlite") as db:
-        ts = db.execute("SELECT model, t, error, synops_cumulative FROM timesteps ORDER BY model, t").fetchall()
-        ly = db.execute("SELECT model, layer, spikes, synops FROM layers ORDER BY model, layer").fetchall()
-    return ts + ly
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +58,8 @@ def reference(tmp_path_factory, cache, data_dir) -> Path:
 
 
 @pytest.mark.slow
-def test_local_jobs_2_equals_jobs_1(reference, cache, data_dir, tmp_path):
+def test_local_jobs_2_equals_jobs_1(reference, cache, data_dir, tmp_path, stored_tables):
+    _rows, _series = stored_tables
     r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "4 run, 0 already stored, 0 failed" in r.stdout
@@ -86,7 +73,8 @@ def test_local_jobs_2_equals_jobs_1(reference, cache, data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_every_time_fails_its_item_only(reference, cache, data_dir, tmp_path):
+def test_a_worker_killed_every_time_fails_its_item_only(reference, cache, data_dir, tmp_path, stored_tables):
+    _rows, _series = stored_tables
     victim = "sw-mnist-I1-d1-w0.5-s0"
     env = _env(cache, EFFMODEL_FAULT_KILL_AT=f"simulate@{victim}")  # the worker SIGKILLs itself mid-simulation
     r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2", "--max-retries", "0", env=env)
@@ -160,8 +148,9 @@ def test_local_workers_are_capped_at_the_cores_available(monkeypatch):
 
 
 @pytest.mark.slow
-def test_run_with_two_workers_equals_run_in_process(cache, data_dir, tmp_path):
+def test_run_with_two_workers_equals_run_in_process(cache, data_dir, tmp_path, stored_tables):
     """``effmodel run --jobs 2`` stores what the in-process run stores, and resumes the same way."""
+    _rows, _series = stored_tables
     args = ["--simulator", "norse", "--models", "SmallCNN1,DeepCNN1", "--epochs", "1", "--max-train-images", "300",
             "--num-test", "20", "--duration", "10", "--batch-size", "20", "--data-dir", str(data_dir)]
 

@@ -264,17 +264,8 @@ def test_damaged_store_is_one_line_and_never_overwritten(data_dir, tmp_path):
     assert {q.name: _sha(q) for q in out.iterdir()} == before
 
 
-def make_read_only(folder: Path):
-    """Make ``folder`` unwritable also for root (chattr +i); returns an undo, or skips."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        return lambda: folder.chmod(0o755)
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
-        pytest.skip("running as root without a working chattr: cannot make a folder read-only")
-    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
 
-
-def test_read_only_output_folder_is_one_line(data_dir, tmp_path):
+def test_read_only_output_folder_is_one_line(data_dir, tmp_path, make_read_only):
     out = tmp_path / "readonly"
     out.mkdir()
     undo = make_read_only(out)

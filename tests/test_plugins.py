@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 

@@ -37,8 +37,6 @@ TINY = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II",
         "--widths", "0.5", "--epochs", "1", "--max-train-images", "300", "--num-test", "20", "--duration", "10",
         "--batch-size", "20"]
 TOKEN = os.urandom(16).hex()
-COMPARED = ("item_key", "model", "dataset", "simulator", "seed", "params", "ann_accuracy", "snn_accuracy",
-            "synops_total", "synops_at_threshold", "threshold_step", "ann_flops", "factor", "mean_spike_rate")
 
 
 def _free_port() -> int:
@@ -223,17 +221,6 @@ def _sweep(out: Path, cache: Path, data_dir: Path, *extra: str, timeout: float =
                           timeout=timeout)
 
 
-def _rows(out: Path) -> list[tuple]:
-    """Every stored result row (raw table: duplicates would show), compared columns only."""
-    with sqlite3.connect(out / "effmodel.sqlite") as db:
-        return sorted(db.execute(f"SELECT {', '.join(COMPARED)} FROM results").fetchall())
-
-
-def _series(out: Path) -> list[tuple]:
-    with sqlite3.connect(out / "effmodel.sqlite") as db:
-        ts = db.execute("SELECT model, t, error, synops_cumulative FROM timesteps ORDER BY model, t").fetchall()
-        ly = db.execute("SELECT model, layer, spikes, synops FROM layers ORDER BY model, layer").fetchall()
-    return ts + ly
 
 
 def _stored(out: Path) -> dict[str, tuple]:
@@ -247,7 +234,8 @@ def _stored(out: Path) -> dict[str, tuple]:
         return {}
 
 
-def test_two_node_ray_sweep_equals_local_jobs_1(cluster, reference, cache, data_dir, tmp_path):
+def test_two_node_ray_sweep_equals_local_jobs_1(cluster, reference, cache, data_dir, tmp_path, stored_tables):
+    _rows, _series = stored_tables
     r = _sweep(tmp_path, cache, data_dir, "--executor", "ray", "--ray-address", cluster.address)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "4 run, 0 already stored, 0 failed" in r.stdout
@@ -289,7 +277,8 @@ def _output(tmp_path: Path) -> tuple[str, str]:
     return (tmp_path / "driver.out").read_text(), (tmp_path / "driver.err").read_text()
 
 
-def test_driver_killed_mid_sweep_then_rerun_skips_finished_items(cluster, reference, cache, data_dir, tmp_path):
+def test_driver_killed_mid_sweep_then_rerun_skips_finished_items(cluster, reference, cache, data_dir, tmp_path, stored_tables):
+    _rows, _series = stored_tables
     args = [sys.executable, "-m", "effmodel.cli", "sweep", *TINY, "--data-dir", str(data_dir), "-o", str(tmp_path),
             "--executor", "ray", "--ray-address", cluster.address]
     driver = _start_driver(args, cache, tmp_path)
@@ -312,8 +301,9 @@ def test_driver_killed_mid_sweep_then_rerun_skips_finished_items(cluster, refere
     assert _rows(tmp_path) == _rows(reference)
 
 
-def test_worker_node_lost_mid_sweep_completes_each_item_once(cluster, reference, cache, data_dir, tmp_path):
+def test_worker_node_lost_mid_sweep_completes_each_item_once(cluster, reference, cache, data_dir, tmp_path, stored_tables):
     """Runs last: it takes the worker node away for good."""
+    _rows, _series = stored_tables
     args = [sys.executable, "-m", "effmodel.cli", "sweep", *TINY, "--data-dir", str(data_dir), "-o", str(tmp_path),
             "--executor", "ray", "--ray-address", cluster.address]
     driver = _start_driver(args, cache, tmp_path)

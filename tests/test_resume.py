@@ -171,17 +171,8 @@ def test_damaged_store_is_one_line_and_left_untouched(tmp_path):
         assert {p.name: _sha(p) for p in folder.iterdir()} == before  # nothing written, nothing added
 
 
-def make_read_only(folder: Path):
-    """Make ``folder`` unwritable also for root (chattr +i); returns an undo, or skips."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        return lambda: folder.chmod(0o755)
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
-        pytest.skip("running as root without a working chattr: cannot make a folder read-only")
-    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
 
-
-def test_read_only_folder_is_one_line(tmp_path):
+def test_read_only_folder_is_one_line(tmp_path, make_read_only):
     with Store(tmp_path / "out") as store:
         store.write_result(*result(store.start_run("x", {}), "M", "k", duration=2))
     before = {p.name: _sha(p) for p in (tmp_path / "out").iterdir() if p.is_file()}

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from effmodel import BatchResult, CostModel, plugins
+from effmodel import CostModel
 from effmodel.testing import check_cost_model, check_simulator, tiny_images, tiny_network
 
 pytest_plugins = ["pytester"]
