@@ -72,21 +72,26 @@ NEURONS = ("if", "iaf", "lif")
 def import_norse():
     """Import ``norse.torch`` without importing TensorFlow.
 
-    Norse imports ``torch.utils.tensorboard``, which imports TensorFlow when it
-    is installed (+3 s, +500 MB RSS here).  If TensorFlow is not loaded yet it
-    is hidden for the duration of the import (tensorboard then uses its stub);
-    if it is already loaded nothing changes.
+    Norse imports its TensorBoard hooks when ``tensorboard`` is installed,
+    through ``torch.utils.tensorboard``, which imports TensorFlow (+3 s,
+    +500 MB RSS here).  If neither is loaded yet, ``tensorboard`` is hidden for
+    the duration of the import, so Norse skips those hooks (it checks
+    ``importlib.util.find_spec("tensorboard")``), which the simulator never
+    uses.  Hiding TensorFlow instead would make tensorboard resolve its lazy
+    ``tf`` to a stub for the rest of the process, and a later Keras
+    TensorBoard callback in the same process then fails with "cannot import
+    tensorflow 2.0 API".
     """
     if "norse.torch" in sys.modules:
         return sys.modules["norse.torch"]
-    hide = "tensorflow" not in sys.modules
+    hide = "tensorboard" not in sys.modules and "tensorflow" not in sys.modules
     if hide:
-        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+        sys.modules["tensorboard"] = None  # type: ignore[assignment]
     try:
         import norse.torch as norse_torch
     finally:
-        if hide and "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
-            del sys.modules["tensorflow"]
+        if hide and "tensorboard" in sys.modules and sys.modules["tensorboard"] is None:
+            del sys.modules["tensorboard"]
     return norse_torch
 
 
