@@ -28,8 +28,6 @@ TINY = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II",
         "--batch-size", "20"]
 
 
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     own = os.environ.get("EFFMODEL_CACHE_DIR")

@@ -264,7 +264,6 @@ def test_damaged_store_is_one_line_and_never_overwritten(data_dir, tmp_path):
     assert {q.name: _sha(q) for q in out.iterdir()} == before
 
 
-
 def test_read_only_output_folder_is_one_line(data_dir, tmp_path, make_read_only):
     out = tmp_path / "readonly"
     out.mkdir()

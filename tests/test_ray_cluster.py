@@ -221,8 +221,6 @@ def _sweep(out: Path, cache: Path, data_dir: Path, *extra: str, timeout: float =
                           timeout=timeout)
 
 
-
-
 def _stored(out: Path) -> dict[str, tuple]:
     path = out / "effmodel.sqlite"
     if not path.exists():

@@ -171,7 +171,6 @@ def test_damaged_store_is_one_line_and_left_untouched(tmp_path):
         assert {p.name: _sha(p) for p in folder.iterdir()} == before  # nothing written, nothing added
 
 
-
 def test_read_only_folder_is_one_line(tmp_path, make_read_only):
     with Store(tmp_path / "out") as store:
         store.write_result(*result(store.start_run("x", {}), "M", "k", duration=2))
