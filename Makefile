@@ -48,7 +48,7 @@ run: setup
 	$(BIN)/effmodel report --input $(OUT) --format html,md --output $(OUT)/report
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
