@@ -185,6 +185,9 @@ def main() -> None:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--simulators", nargs="+", default=["norse", "inisim"], help="norse and/or inisim")
     p.add_argument("--norse-modes", nargs="+", default=["auto"], help="Norse modes to compare: auto, stepwise, layerwise")
+    p.add_argument("--norse-options", nargs="+", default=None, metavar="K=V[,K=V]",
+                   help="Norse configurations to compare, each a comma list of options (e.g. kernels=off mode=layerwise,chunk_steps=10); "
+                        "overrides --norse-modes")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: time by this process's CPU time, one thread (fairer on a shared, busy machine)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -211,7 +214,9 @@ def main() -> None:
         if s not in installed:
             print(f"skipping {s}: its plugin is not installed", file=sys.stderr)
             continue
-        if s == "norse":
+        if s == "norse" and args.norse_options:
+            configs += [("norse", {"device": args.device} | dict(kv.split("=", 1) for kv in o.split(",") if kv)) for o in args.norse_options]
+        elif s == "norse":
             configs += [("norse", {"device": args.device} | ({} if m == "auto" else {"mode": m})) for m in args.norse_modes]
         else:
             configs.append((s, {}))

@@ -174,10 +174,22 @@ class TimeScan(nn.Module):
         self.state: Any = None
         self.reuse_output = False
         self._out: torch.Tensor | None = None
+        # CPU kernels (set by the simulator, :meth:`SpikingNetwork.use_cpu_kernels`):
+        # ``fan`` = each neuron's exact fan-out (int, NCHW order); then the
+        # module counts its own spikes and SynOps per step into ``counted``.
+        self.fan: np.ndarray | None = None
+        self.counted: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self) -> None:
         self.state = None
         self.v_trace = None
+        self.counted = None
+
+    def neuron_counts(self) -> torch.Tensor | None:
+        """Per-neuron spike counts since :meth:`reset` ``(B, C, H, W)`` when
+        this module keeps them itself (fused kernels), else None: the caller
+        sums the returned spikes instead."""
+        return None
 
     def output_buffer(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """The tensor a chunk's spikes are written to.  With ``reuse_output``
@@ -214,7 +226,22 @@ class IFSubtract(TimeScan):
         self.p = nt.IAFParameters(v_th=torch.as_tensor(v_th, dtype=dtype), v_reset=torch.as_tensor(0.0, dtype=dtype))
         self.v_th = float(v_th)
 
+        self.pool: SpikeMaxPool | None = None  # fused max pooling (CPU kernels)
+        # set by the simulator for the first layer under analog input: every
+        # chunk of this batch carries the same current at every step
+        self.constant_input = False
+        self._tapmajor_const: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._tapmajor_const = None
+
+    def kernel_ready(self, current: torch.Tensor) -> bool:
+        return self.fan is not None and current.device.type == "cpu" and current.dtype == self.dtype == torch.float32
+
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if self.kernel_ready(current):
+            return self._forward_fused(current) if self.pool is not None else self._forward_kernel(current)
         v = self.state
         if v is None:
             v = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
@@ -230,6 +257,160 @@ class IFSubtract(TimeScan):
         self.state = v
         self.v_trace = trace
         return out
+
+    def _chunk_input(self, current: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """The chunk's current as the kernels read it, and whether it is the
+        same at every step of the batch (:attr:`constant_input`)."""
+        const = self.constant_input
+        return (current[:1] if const else current).contiguous(), const
+
+    def _forward_kernel(self, current: torch.Tensor) -> torch.Tensor:
+        """:func:`~effmodel_norse.cpu_kernels.if_steps`: the same arithmetic as
+        the torch loop above, one pass per step, spikes and SynOps counted."""
+        from .cpu_kernels import if_steps, run
+
+        tc, b = current.shape[:2]
+        cur, const = self._chunk_input(current)
+        n = cur[0, 0].numel()
+        if self.state is None:
+            self.state = torch.zeros((b, n), dtype=torch.float32)
+        out = self.output_buffer(current.shape, torch.float32, current.device)
+        trace = torch.empty(current.shape, dtype=torch.float32) if self.record_v else torch.empty((1, 1, 1))
+        spikes, synops = np.empty((tc, b), np.int64), np.empty((tc, b), np.int64)
+        run(if_steps, b, torch.get_num_threads(), cur.reshape(cur.shape[0], b, n).numpy(), const, self.state.numpy(),
+            out.view(tc, b, n).numpy(), np.float32(self.v_th), self.fan, spikes, synops,
+            trace.view(trace.shape[0], trace.shape[1], -1).numpy(), self.record_v)
+        self.counted = (spikes.sum(1), synops.sum(1))
+        self.v_trace = trace if self.record_v else None
+        return out
+
+    def _forward_fused(self, current: torch.Tensor) -> torch.Tensor:
+        """IF neurons and the max pooling behind them in one kernel
+        (:func:`~effmodel_norse.cpu_kernels.if_maxpool_steps`): returns the
+        *pooled* spikes; the pooling module passes them on and reports the
+        counts left here.  State: potentials and spike counts, tap-major
+        (:class:`TapMajor`); neurons in rows or columns no window covers run
+        through :func:`~effmodel_norse.cpu_kernels.if_steps` beside it."""
+        from .cpu_kernels import if_maxpool_steps, if_steps, run
+
+        pool, layout = self.pool, self.layout
+        tc, b = current.shape[:2]
+        threads = torch.get_num_threads()
+        cur, const = self._chunk_input(current)
+        if not const and pool.keyed(pool.max_steps):
+            return self._forward_fused_nchw(cur)
+        if const and self._tapmajor_const is not None:
+            main, rest = self._tapmajor_const  # the analog first layer: permuted once per batch, not per chunk
+        else:
+            main, rest = layout.split(cur)
+            self._tapmajor_const = (main, rest) if const else None
+        if self.state is None:
+            self._nchw = False
+            self.state = torch.zeros(main.shape[1:], dtype=torch.float32)
+            pool.state = torch.zeros_like(self.state)  # spike counts so far, tap-major
+            self._rest_v = torch.zeros((b, layout.rest), dtype=torch.float32)
+            self._rest_counts = torch.zeros((b, layout.rest), dtype=torch.float32)
+        out = pool.output_buffer((tc, b, *layout.pooled_chw), torch.float32, current.device)
+        counts = [np.empty((tc, b), np.int64) for _ in range(4)]
+        best = np.empty((b, layout.pooled), np.float32)
+        run(if_maxpool_steps, b, threads, main.numpy(), const, self.state.numpy(), pool.state.numpy(),
+            out.view(tc, b, -1).numpy(), np.float32(self.v_th), self.fan_main, pool.fan, *counts, best)
+        spikes, synops = counts[0].sum(1), counts[1].sum(1)
+        if rest is not None:  # neurons outside every window: spikes counted, fan-out 0 for 'valid' pooling
+            rest_out = torch.empty((tc, b, layout.rest), dtype=torch.float32)
+            rs, rso = np.empty((tc, b), np.int64), np.empty((tc, b), np.int64)
+            run(if_steps, b, threads, rest.numpy(), const, self._rest_v.numpy(), rest_out.numpy(), np.float32(self.v_th),
+                self.fan_rest, rs, rso, np.empty((1, 1, 1), np.float32), False)
+            self._rest_counts += rest_out.sum(0)
+            spikes, synops = spikes + rs.sum(1), synops + rso.sum(1)
+        self.counted = (spikes, synops)
+        pool.counted = (counts[2].sum(1), counts[3].sum(1))
+        return out
+
+    def _forward_fused_nchw(self, cur: torch.Tensor) -> torch.Tensor:
+        """:meth:`_forward_fused` for a current that changes every step:
+        :func:`~effmodel_norse.cpu_kernels.if_maxpool_nchw_steps` reads it in
+        place (a permuted copy per chunk cost as much as the neurons).  State:
+        potentials and counts, NCHW."""
+        from .cpu_kernels import if_maxpool_nchw_steps, run
+
+        pool, layout = self.pool, self.layout
+        tc, b = cur.shape[:2]
+        n = layout.c * layout.h * layout.w
+        if self.state is None:
+            self._nchw = True
+            self.state = torch.zeros((b, n), dtype=torch.float32)
+            pool.state = torch.from_numpy(np.tile(layout.prio_nchw, (b, 1)))  # pooling keys, NCHW: no spike yet
+        out = pool.output_buffer((tc, b, *layout.pooled_chw), torch.float32, cur.device)
+        counts = [np.empty((tc, b), np.int64) for _ in range(4)]
+        run(if_maxpool_nchw_steps, b, torch.get_num_threads(), cur.reshape(tc, b, n).numpy(), self.state.numpy(),
+            pool.state.numpy(), out.view(tc, b, -1).numpy(), np.float32(self.v_th), self.fan, pool.fan, layout.dims,
+            *counts)
+        self.counted = (counts[0].sum(1), counts[1].sum(1))
+        pool.counted = (counts[2].sum(1), counts[3].sum(1))
+        return out
+
+    def fuse(self, pool: SpikeMaxPool, in_chw: tuple[int, int, int]) -> None:
+        """Run ``pool`` inside this module's kernel (see :meth:`_forward_fused`)."""
+        self.pool = pool
+        pool.fused = True
+        self.layout = TapMajor(in_chw, pool.k)
+        fan = torch.from_numpy(self.fan.reshape(1, 1, *in_chw))
+        main, rest = self.layout.split(fan)
+        self.fan_main = np.ascontiguousarray(main.numpy()[0, 0])
+        self.fan_rest = np.ascontiguousarray(rest.numpy()[0, 0]) if rest is not None else self.fan[:0]
+
+    def neuron_counts(self) -> torch.Tensor | None:
+        if self.pool is None or self.pool.state is None:
+            return None
+        if self._nchw:  # keys: 2*k*k*count + (less than 2*k*k)
+            counts = torch.floor(self.pool.state / (2 * self.layout.k ** 2))
+            return counts.view(-1, self.layout.c, self.layout.h, self.layout.w)
+        return self.layout.merge(self.pool.state, self._rest_counts)
+
+
+class TapMajor:
+    """The layout of an IF layer fused with the max pooling behind it:
+    ``(KK, P)`` per image, tap ``p`` (row-major inside the k x k window)
+    then pooled position (C x OH x OW, NCHW order), so that the kernel runs
+    over contiguous memory; plus the ``rest``: neurons in the last rows or
+    columns that no window covers ('valid' pooling of an odd size), C-major."""
+
+    def __init__(self, chw: tuple[int, int, int], k: int):
+        self.c, self.h, self.w = chw
+        self.k = k
+        self.oh, self.ow = self.h // k, self.w // k
+        self.pooled_chw = (self.c, self.oh, self.ow)
+        self.pooled = self.c * self.oh * self.ow
+        self.rest = self.c * (self.h * self.w - self.oh * k * self.ow * k)
+        self.dims = np.array([self.c, self.h, self.w, self.oh, self.ow, k], dtype=np.int64)
+        tap = (np.arange(self.h) % k)[:, None] * k + (np.arange(self.w) % k)[None, :]
+        prio = (2 * (k * k - 1 - tap)).astype(np.float32)  # the keys' tie-break (see if_maxpool_nchw_steps)
+        self.prio_nchw = np.ascontiguousarray(np.broadcast_to(prio, (self.c, self.h, self.w)).reshape(-1))
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(T, B, C, H, W)`` -> main ``(T, B, KK, P)`` and rest ``(T, B, R)`` (or None), both contiguous."""
+        t, b = x.shape[:2]
+        k, hk, wk = self.k, self.oh * self.k, self.ow * self.k
+        main = x[..., :hk, :wk].reshape(t, b, self.c, self.oh, k, self.ow, k).permute(0, 1, 4, 6, 2, 3, 5)
+        main = main.reshape(t, b, k * k, self.pooled).contiguous()
+        if not self.rest:
+            return main, None
+        rest = torch.cat([x[..., hk:, :].reshape(t, b, self.c, -1), x[..., :hk, wk:].reshape(t, b, self.c, -1)], -1)
+        return main, rest.reshape(t, b, self.rest).contiguous()
+
+    def merge(self, main: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """Per-image tensors in this layout -> ``(B, C, H, W)``."""
+        b = main.shape[0]
+        k, hk, wk = self.k, self.oh * self.k, self.ow * self.k
+        full = torch.zeros((b, self.c, self.h, self.w), dtype=main.dtype)
+        full[..., :hk, :wk] = main.view(b, k, k, self.c, self.oh, self.ow).permute(0, 3, 4, 1, 5, 2).reshape(b, self.c, hk, wk)
+        if self.rest:
+            rest = rest.view(b, self.c, -1)
+            n_bottom = (self.h - hk) * self.w
+            full[..., hk:, :] = rest[..., :n_bottom].reshape(b, self.c, self.h - hk, self.w)
+            full[..., :hk, wk:] = rest[..., n_bottom:].reshape(b, self.c, hk, self.w - wk)
+        return full
 
 
 class NorseIAF(TimeScan):
@@ -277,6 +458,12 @@ class SpikeMaxPool(TimeScan):
         super().__init__(torch.float32)
         self.k, self.s, self.pad = k, s, pad
         self.max_steps: int | None = None  # steps per run, set by the simulator; None: the tap-by-tap path
+        self.fused = False  # computed inside the preceding IF module's kernel (CPU kernels)
+
+    def fusable(self, in_chw: tuple[int, ...]) -> bool:
+        """Whether an IF layer with output ``in_chw`` and this pooling can run
+        as one kernel: non-overlapping windows, no padding."""
+        return len(in_chw) == 3 and self.s == self.k and not any(self.pad) and min(in_chw[1:]) >= self.k
 
     def keyed(self, steps: int | None) -> bool:
         """Whether the keyed fast path applies: non-overlapping windows, no
@@ -293,6 +480,10 @@ class SpikeMaxPool(TimeScan):
         return (2 * (k * k - 1 - tap)).to(like.dtype)
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        if self.fused:  # already pooled, and counted, by the IF kernel before
+            return spikes
+        if self.fan is not None and spikes.device.type == "cpu" and spikes.dtype == torch.float32:
+            return self._forward_kernel(spikes)
         if self.keyed(self.max_steps):
             return self._forward_keyed(spikes)
         tc = spikes.shape[0]
@@ -306,6 +497,23 @@ class SpikeMaxPool(TimeScan):
             prev = counts[t]
         self.state = prev
         return self.gate(counts, spikes)
+
+    def _forward_kernel(self, spikes: torch.Tensor) -> torch.Tensor:
+        """:func:`~effmodel_norse.cpu_kernels.maxpool_steps`: any window,
+        stride and padding; state = spike counts so far ``(B, C, H, W)``."""
+        from .cpu_kernels import maxpool_steps, run
+
+        tc, b, c, h, w = spikes.shape
+        left, right, top, bottom = self.pad
+        oh, ow = (h + top + bottom - self.k) // self.s + 1, (w + left + right - self.k) // self.s + 1
+        if self.state is None:
+            self.state = torch.zeros(spikes.shape[1:], dtype=torch.float32)
+        out = self.output_buffer((tc, b, c, oh, ow), torch.float32, spikes.device)
+        n, so = np.empty((tc, b), np.int64), np.empty((tc, b), np.int64)
+        run(maxpool_steps, b, torch.get_num_threads(), spikes.contiguous().numpy(), self.state.numpy(), out.numpy(), self.k,
+            self.s, top, left, self.fan, n, so, np.empty((b, ow), np.float32))
+        self.counted = (n.sum(1), so.sum(1))
+        return out
 
     def _forward_keyed(self, spikes: torch.Tensor) -> torch.Tensor:
         """The same gate as :meth:`gate`, in one ``max_pool2d`` per chunk.
@@ -422,6 +630,28 @@ class SpikingNetwork(nn.Module):
     def reset(self) -> None:
         for st in self.stages:
             st.neuron.reset()
+
+    def use_cpu_kernels(self, fanouts: dict[str, np.ndarray], fuse: bool = True) -> None:
+        """Run IF neurons and max pooling with the numba kernels of
+        :mod:`effmodel_norse.cpu_kernels` (CPU, float32), each module counting
+        its own spikes and SynOps with ``fanouts[name]`` (exact fan-out per
+        neuron, NCHW order).  With ``fuse``, an IF layer followed by a
+        non-overlapping, unpadded max pooling runs as one kernel.  Other
+        neuron models keep the torch path."""
+        stages = list(self.stages)
+        for st in stages:
+            if isinstance(st.neuron, (IFSubtract, SpikeMaxPool)):
+                fan = np.asarray(fanouts[st.info.name]).reshape(-1)
+                # per (step, image) sums of at most N x max fan-out: int32 when that fits
+                dtype = np.int32 if fan.size * max(float(fan.max(initial=0)), 1.0) < 2**31 else np.int64
+                st.neuron.fan = np.ascontiguousarray(fan.astype(dtype))
+        if not fuse:
+            return
+        for prev, st in zip(stages, stages[1:]):
+            shape = prev.info.shape_hwc
+            chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+            if isinstance(prev.neuron, IFSubtract) and isinstance(st.neuron, SpikeMaxPool) and st.neuron.fusable(chw):
+                prev.neuron.fuse(st.neuron, chw)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor, first_current: torch.Tensor | None = None) -> torch.Tensor:
         """Simulate one time chunk.  ``x``: input ``(Tc, B, C, H, W)`` (spikes

@@ -7,9 +7,9 @@ Options (``SimulationConfig.options``):
     one step).  ``"layerwise"``: a chunk of ``Tc`` steps is pushed through each
     conv/dense layer in one call (batch ``Tc*B``), then the neurons scan the
     chunk element-wise.  ``"auto"`` (default) picks per device by the rule in
-    :func:`choose_mode` (CPU: stepwise; CUDA: layerwise in 5-step chunks), as
-    measured there.  Both modes compute the same spikes (tested), so the choice
-    is about speed only.
+    :func:`choose_mode` (CPU: layerwise with the numba kernels, stepwise
+    without; CUDA: layerwise in 5-step chunks), as measured there.  Both
+    modes compute the same spikes (tested), so the choice is about speed only.
 ``chunk_elements``
     layerwise only: time chunk so that the largest layer tensor holds at most
     this many elements (default 2**22): bounds memory, keeps tensors in cache.
@@ -27,6 +27,15 @@ Options (``SimulationConfig.options``):
     CPU threads for torch: ``"auto"`` (default) = the cores this process may
     use (affinity, cgroup quota) that other processes leave idle
     (:func:`effmodel.threads.idle_cores`); or a number.  Restored on close.
+``kernels``
+    ``"auto"`` (default): on the CPU, the ``if`` neurons and spiking max
+    pooling run as numba kernels with the counting fused in
+    (:mod:`effmodel_norse.cpu_kernels`; an IF layer and the max pooling
+    behind it as one kernel); ``"off"``: plain torch ops, as on the GPU;
+    ``"on"``: insist (an error where they cannot run: CUDA, ``lif``/``iaf``,
+    float64).  Same float32 operations, so identical spikes, SynOps and
+    predictions either way (tested); SmallCNN1 ran 2.5x faster by CPU time
+    (benchmarks/README.md).
 ``neuron``
     ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.network`.
 ``tau_mem_inv`` / ``tau_syn_inv``
@@ -77,7 +86,8 @@ from effmodel.specs import ArchitectureSpec
 from .network import SpikeMaxPool, build_network, import_norse
 
 OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout",
-           "precision", "threads")
+           "precision", "threads", "kernels")
+KERNELS = ("auto", "on", "off")
 MODES = ("auto", "layerwise", "stepwise")
 PRECISIONS = ("fp32", "tf32")
 CUDA_CHUNK_STEPS = 5
@@ -86,20 +96,28 @@ CUDA_MEMORY_FRACTION = 0.5
 DEFERRED_COUNT_ELEMENTS = 2**22  # a layer's spikes of a whole batch up to this size are counted once per batch
 
 
-def choose_mode(spec: ArchitectureSpec, device: torch.device | str = "cpu") -> str:
+def choose_mode(spec: ArchitectureSpec, device: torch.device | str = "cpu", kernels: bool = False) -> str:
     """The faster mode for ``spec`` on ``device``.
 
-    CPU: ``stepwise``.  Measured side by side on an otherwise idle 2-core
-    machine (batch 50, T 100, 100 images, medians of 3,
-    ``benchmarks/simulators.py``): SmallCNN1 stepwise 15,623 vs layerwise
-    14,119 images x steps/s, MediumCNN2 1,593 vs 1,573; stepwise also peaks
-    lower in memory.  On a contended machine the two were equal within noise.
+    CPU with the numba kernels (``kernels``, the default there):
+    ``layerwise``, chunks bounded by ``chunk_elements``: each conv and dense
+    layer then runs once per chunk on ``Tc*B`` images, and the kernels keep
+    one image's state in cache for the whole chunk.  Measured with
+    ``benchmarks/simulators.py --clock cpu`` (20 images, medians of 3, all
+    eight models): layerwise beat stepwise on every model, by 1.2x
+    (SmallCNN1, MediumCNN1) to 2.9x (SmallCNN2); see benchmarks/README.md.
+
+    CPU with the torch path (``kernels=off``): ``stepwise``.  Measured side
+    by side on an otherwise idle 2-core machine (batch 50, T 100, 100
+    images, medians of 3, ``benchmarks/simulators.py``): SmallCNN1 stepwise
+    15,623 vs layerwise 14,119 images x steps/s, MediumCNN2 1,593 vs 1,573;
+    stepwise also peaks lower in memory.
 
     CUDA: ``layerwise`` with :data:`CUDA_CHUNK_STEPS` = 5-step chunks.
     Measured on one H100 (issue 10, batch 1000, ``cudnn.benchmark`` on):
     MediumCNN2 214,000 img x steps/s stepwise, 256,000 layerwise in 5-step
     chunks: fewer, larger kernel launches."""
-    return "layerwise" if torch.device(device).type == "cuda" else "stepwise"
+    return "layerwise" if torch.device(device).type == "cuda" or kernels else "stepwise"
 
 
 def auto_batch_size(network: ConvertedNetwork, duration: int, num_images: int, options: dict | None = None) -> int:
@@ -144,7 +162,6 @@ class NorseSession:
         if mode not in MODES:
             raise UsageError(f"norse mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.mode = choose_mode(self.spec, self.device) if mode == "auto" else mode
         self.precision = str(opts.get("precision", "fp32"))
         if self.precision not in PRECISIONS:
             raise UsageError(f"norse precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
@@ -157,6 +174,8 @@ class NorseSession:
         dtype_name = str(opts.get("dtype", "float32"))
         if dtype_name not in ("float32", "float64"):
             raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
+        self.kernels = self._use_kernels(str(opts.get("kernels", "auto")), str(opts.get("neuron", "if")), dtype_name)
+        self.mode = choose_mode(self.spec, self.device, self.kernels) if mode == "auto" else mode
         self.chunk_elements = int(opts.get("chunk_elements", 2**22))
         self.fixed_chunk = int(opts["chunk_steps"]) if opts.get("chunk_steps") else None
         if self.fixed_chunk is None and mode == "auto" and self.device.type == "cuda":
@@ -183,6 +202,8 @@ class NorseSession:
         if fan_in.ndim == 3:
             fan_in = fan_in.transpose(2, 0, 1)
         self.input_fanout = torch.from_numpy(np.ascontiguousarray(fan_in).reshape(-1).astype(np.float64)).to(self.device)
+        if self.kernels:
+            self.net.use_cpu_kernels({n: f.cpu().numpy().round().astype(np.int64) for n, f in self.fanout.items()})
         self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
         self._plans["input"] = self._count_plan(self.input_fanout)
         for st in self.stages:
@@ -200,6 +221,18 @@ class NorseSession:
         self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
 
     # --- device settings -----------------------------------------------------------
+    def _use_kernels(self, kernels: str, neuron: str, dtype_name: str) -> bool:
+        """Whether the numba CPU kernels run the IF neurons and max pooling
+        (:mod:`effmodel_norse.cpu_kernels`): ``auto`` = on the CPU, for the
+        default ``if`` neuron in float32; ``on`` insists; ``off`` keeps the
+        torch path.  Both give identical spikes and SynOps (tested)."""
+        if kernels not in KERNELS:
+            raise UsageError(f"norse kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+        possible = self.device.type == "cpu" and neuron == "if" and dtype_name == "float32"
+        if kernels == "on" and not possible:
+            raise UsageError("norse kernels=on needs device cpu, neuron if and dtype float32")
+        return kernels != "off" and possible
+
     def _configure_threads(self, threads: Any) -> None:
         """CPU: size torch's pools to the idle cores this process may use
         (or ``threads``), never more: oversubscribed, Norse ran 5-10x slower."""
@@ -238,7 +271,17 @@ class NorseSession:
         """Forward hook: per-step spikes and SynOps of one layer's output chunk."""
 
         def hook(module, inputs, out):
-            self._count(name, out)
+            if module.counted is None:
+                self._count(name, out)
+                return
+            spikes, synops = module.counted  # counted by a CPU kernel, per step of this chunk
+            acc = self._acc[name]
+            rows = slice(self._t0, self._t0 + len(spikes))
+            acc["spikes"][rows] = torch.from_numpy(spikes.astype(np.float64))
+            acc["synops"][rows] = torch.from_numpy(synops.astype(np.float64))
+            if self._record and module.neuron_counts() is None:
+                acc["counts"] += out.sum(0)
+            module.counted = None
 
         return hook
 
@@ -331,6 +374,7 @@ class NorseSession:
             self._acc[st.info.name] = a
         self.output.neuron.record_v = True
         analog = self.config.input_encoding == "analog"
+        self.stages[0].neuron.constant_input = analog
         if not analog:
             a_in = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
             if self._record:
@@ -339,7 +383,7 @@ class NorseSession:
         self._deferred = {
             st.info.name: torch.empty((T, b, *self._chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
             for st in self.stages
-            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS
+            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and st.neuron.fan is None
         }
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b)
@@ -365,6 +409,11 @@ class NorseSession:
                 out_v[t0 : t0 + tc] = v
             t0 += tc
         self._count_deferred()
+        if self._record:
+            for st in self.stages:
+                kept = st.neuron.neuron_counts()  # a fused kernel's own per-neuron counts
+                if kept is not None:
+                    self._acc[st.info.name]["counts"] = kept.clone()
         correct, pred = self._read_out(out_spikes, out_v, labels)
         self.output.neuron.record_v = False
         spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}

@@ -94,7 +94,8 @@ def test_gemv_counting_equals_brute_force_fanout():
 
 def test_mode_rule_per_device():
     spec = _tiny_network().spec
-    assert choose_mode(spec, "cpu") == "stepwise"
+    assert choose_mode(spec, "cpu") == "stepwise"  # the torch path (kernels=off)
+    assert choose_mode(spec, "cpu", kernels=True) == "layerwise"  # the numba kernels, the CPU default
     assert choose_mode(spec, torch.device("cuda")) == "layerwise"
 
 

@@ -1,0 +1,287 @@
+"""CPU kernels (numba) for the IF neuron and spiking max pooling, with exact counting fused in.
+
+Why: with plain torch ops every neuron step is three to seven passes over a
+layer's state (add, compare, subtract, count, pooling keys...), each a
+separate trip through memory.  On a CPU that cost SmallCNN1 8x its dense
+floor (issue 10): its 21,632 first-layer neurons are updated at every step,
+while the floor only times the synapses behind them.  Here each neuron's
+whole step, and the counting of its spikes and SynOps, is one vectorised
+loop over contiguous memory.
+
+Exactness: the arithmetic is the torch path's, operation for operation, in
+float32: ``v = v + i``; ``z = v >= th``; ``v = v - th`` where ``z`` (the
+torch path subtracts ``z * th``, which is ``th`` or exactly 0).  Spikes,
+SynOps and membrane potentials are therefore bit-identical to the torch path
+(tested), and so to the GPU's fp32 path.  Counts are integers: spikes and
+SynOps per (step, image) are summed in int64, exact at any size.
+
+Layouts are torch's: chunks ``(Tc, B, N)`` with ``N`` the neurons of one
+image (NCHW order flattened), states ``(B, N)``.  Work is split over the
+images of the batch (:func:`run`), on as many threads as torch uses.  Kernels compile on first use
+and are cached on disk (``cache=True``): a second process starts in well
+under a second.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def if_steps(j0, j1, cur, const, v, out, th, fan, spikes_tb, synops_tb, trace, keep_trace):  # pragma: no cover - compiled
+    """IF neurons with reset by subtraction over one time chunk.
+
+    ``cur``: input current ``(Tc, B, N)``, or ``(1, B, N)`` with ``const``
+    (the same current at every step: the first layer under analog input).
+    ``v``: membrane potentials ``(B, N)``, updated in place.  ``out``: spikes
+    ``(Tc, B, N)`` (0/1 float32).  ``fan``: each neuron's exact fan-out
+    ``(N,)`` int64.  ``spikes_tb``/``synops_tb``: ``(Tc, B)`` int64, filled
+    with each image's spikes and SynOps per step.  ``trace``: ``(Tc, B, N)``,
+    the potential after each step, written when ``keep_trace``.  Branch-free
+    selects and integer sums, so that the inner loop vectorises."""
+    tc, b, n = out.shape
+    for j in range(j0, j1):
+        vj = v[j]
+        for t in range(tc):
+            cj = cur[0, j] if const else cur[t, j]
+            oj = out[t, j]
+            s = 0
+            so = 0
+            for i in range(n):
+                x = vj[i] + cj[i]
+                zf = np.float32(x >= th)
+                vj[i] = x - zf * th
+                oj[i] = zf
+                s += np.int32(x >= th)
+                so += fan[i] if x >= th else 0
+            spikes_tb[t, j] = s
+            synops_tb[t, j] = so
+            if keep_trace:
+                trace[t, j] = vj
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def maxpool_steps(j0, j1, spk, counts, out, k, s, pad_top, pad_left, fan, spikes_tb, synops_tb, best):  # pragma: no cover - compiled
+    """Spiking max pooling over one time chunk.
+
+    ``spk``: input spikes ``(Tc, B, C, H, W)``; ``counts``: each input
+    neuron's spike count so far ``(B, C, H, W)`` float32, updated in place;
+    ``out``: pooled spikes ``(Tc, B, C, OH, OW)``.  Each window passes the
+    spike of the tap with the highest count *including this step*; ties go
+    to the first tap in row-major order; padding taps never win.  ``fan``:
+    the exact fan-out of each pooled neuron ``(C*OH*OW,)`` int64;
+    ``spikes_tb``/``synops_tb`` as in :func:`if_steps`.  ``best``: scratch
+    ``(B, OW)`` float32 (one row of running maxima per image)."""
+    tc, b, c, h, w = spk.shape
+    oh_n, ow_n = out.shape[3], out.shape[4]
+    for j in range(j0, j1):
+        bj = best[j]
+        for t in range(tc):
+            cj = counts[j]
+            sj = spk[t, j]
+            oj = out[t, j]
+            for ch in range(c):
+                for y in range(h):
+                    for x in range(w):
+                        cj[ch, y, x] += sj[ch, y, x]
+            ns = 0
+            nso = 0
+            for ch in range(c):
+                for oy in range(oh_n):
+                    orow = oj[ch, oy]
+                    for ox in range(ow_n):
+                        bj[ox] = -1.0
+                        orow[ox] = 0.0
+                    for di in range(k):
+                        y = oy * s - pad_top + di
+                        if y < 0 or y >= h:
+                            continue
+                        crow = cj[ch, y]
+                        srow = sj[ch, y]
+                        for dj in range(k):
+                            # output columns whose tap dj lies inside the row
+                            lo = max(0, (pad_left - dj + s - 1) // s)
+                            hi = min(ow_n, (w - 1 + pad_left - dj) // s + 1)
+                            for ox in range(lo, hi):
+                                xx = ox * s - pad_left + dj
+                                cand = crow[xx]
+                                if cand > bj[ox]:
+                                    bj[ox] = cand
+                                    orow[ox] = srow[xx]
+                    base = (ch * oh_n + oy) * ow_n
+                    for ox in range(ow_n):
+                        if orow[ox] != 0.0:
+                            ns += 1
+                            nso += fan[base + ox]
+            spikes_tb[t, j] = ns
+            synops_tb[t, j] = nso
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spikes_if, synops_if, spikes_pool,
+                     synops_pool, best):  # pragma: no cover - compiled
+    """IF neurons followed by spiking max pooling with non-overlapping
+    windows, fused: the IF layer's spikes never leave the cache.
+
+    The IF layer's neurons are held *tap-major*: ``(KK, P)`` per image, where
+    ``P`` = C x OH x OW pooled positions (NCHW order) and tap ``p`` = the
+    row-major index inside the k x k window, so that every loop below runs
+    over contiguous memory.  ``cur``: the current in that layout, ``(Tc, B,
+    KK, P)`` or ``(1, B, KK, P)`` with ``const``; ``v``/``cnt``: potentials
+    and spike counts so far ``(B, KK, P)``, updated in place; ``out``: the
+    pooled spikes ``(Tc, B, P)``.  The window's winner is the tap with the
+    highest count including this step, the first tap on ties (as
+    :func:`maxpool_steps`).  ``fan_if`` ``(KK, P)`` / ``fan_pool`` ``(P,)``:
+    exact fan-outs (int64); per-(step, image) spikes and SynOps of both
+    layers go to the four ``(Tc, B)`` int64 arrays.  ``best``: scratch
+    ``(B, P)`` float32."""
+    tc, b, p_n = out.shape
+    kk = v.shape[1]
+    for j in range(j0, j1):  # one image's state (a few 100 KB) stays in L2 for the whole chunk
+        bj = best[j]
+        for t in range(tc):
+            cj = cur[0, j] if const else cur[t, j]
+            oj = out[t, j]
+            s1 = 0
+            so1 = 0
+            for p in range(kk):
+                vp = v[j, p]
+                cp = cnt[j, p]
+                ip = cj[p]
+                fp = fan_if[p]
+                if p == 0:  # the first tap opens every window
+                    for i in range(p_n):
+                        x = vp[i] + ip[i]
+                        zf = np.float32(x >= th)
+                        vp[i] = x - zf * th
+                        c = cp[i] + zf
+                        cp[i] = c
+                        s1 += np.int32(x >= th)
+                        so1 += fp[i] if x >= th else 0
+                        bj[i] = c
+                        oj[i] = zf
+                else:
+                    for i in range(p_n):
+                        x = vp[i] + ip[i]
+                        zf = np.float32(x >= th)
+                        vp[i] = x - zf * th
+                        c = cp[i] + zf
+                        cp[i] = c
+                        s1 += np.int32(x >= th)
+                        so1 += fp[i] if x >= th else 0
+                        w = c > bj[i]  # strictly more: ties stay with the earlier tap
+                        bj[i] = c if w else bj[i]
+                        oj[i] = zf if w else oj[i]
+            s2 = 0
+            so2 = 0
+            for i in range(p_n):
+                s2 += np.int32(oj[i] != 0.0)
+                so2 += fan_pool[i] if oj[i] != 0.0 else 0
+            spikes_if[t, j] = s1
+            synops_if[t, j] = so1
+            spikes_pool[t, j] = s2
+            synops_pool[t, j] = so2
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, spikes_if, synops_if, spikes_pool,
+                          synops_pool):  # pragma: no cover - compiled
+    """The fused IF + max pooling of :func:`if_maxpool_steps` for a current
+    that changes every step, read in its own NCHW order (no permuted copy).
+
+    ``cur``: ``(Tc, B, N)``; ``v``: ``(B, N)``; ``out``: ``(Tc, B, P)``;
+    ``dims`` = (C, H, W, OH, OW, k).  The pooling state is one *key* per
+    neuron, ``key = 2*k*k*count + prio + spike`` (``prio`` =
+    ``2*(k*k-1-tap)``, ``count`` including this step): within a window the
+    largest key is the tap with the highest count, the first tap on ties,
+    and its parity is that tap's spike.  Keys are integers below 2**24, exact
+    in float32 (the caller checks); start a batch with ``key = prio``.  Each
+    step is one contiguous pass over the neurons, then one over the windows.
+    Rows and columns outside every window are updated and counted like the
+    rest."""
+    tc, b, p_n = out.shape
+    c, h, w, oh, ow, k = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    hw = h * w
+    n = c * hw
+    kk2 = np.float32(2 * k * k)
+    two = np.float32(2.0)
+    half = np.float32(0.5)
+    for j in range(j0, j1):
+        vj = v[j]
+        kj = key[j]
+        for t in range(tc):
+            xj = cur[t, j]
+            oj = out[t, j]
+            s1 = 0
+            so1 = 0
+            for i in range(n):
+                x = vj[i] + xj[i]
+                zf = np.float32(x >= th)
+                vj[i] = x - zf * th
+                kp = kj[i]
+                kj[i] = two * np.floor(kp * half) + zf * kk2 + zf  # drop the last step's spike bit, add this step's
+                s1 += np.int32(x >= th)
+                so1 += fan_if[i] if x >= th else 0
+            for ch in range(c):
+                for oy in range(oh):
+                    o = (ch * oh + oy) * ow
+                    r = ch * hw + oy * k * w
+                    orow = oj[o : o + ow]
+                    if k == 2:  # unrolled on row views: this loop vectorises
+                        r0 = kj[r : r + w]
+                        r1 = kj[r + w : r + 2 * w]
+                        for ox in range(ow):
+                            a = r0[2 * ox]
+                            bb = r0[2 * ox + 1]
+                            cc = r1[2 * ox]
+                            d = r1[2 * ox + 1]
+                            m1 = a if a > bb else bb
+                            m2 = cc if cc > d else d
+                            orow[ox] = m1 if m1 > m2 else m2
+                    else:
+                        for ox in range(ow):
+                            m = kj[r + ox * k]
+                            for di in range(k):
+                                for dj in range(k):
+                                    q = kj[r + di * w + ox * k + dj]
+                                    m = q if q > m else m
+                            orow[ox] = m
+            s2 = 0
+            so2 = 0
+            for i in range(p_n):  # the winner's spike = the parity of its key
+                m = oj[i]
+                z = m - two * np.floor(m * half)
+                oj[i] = z
+                s2 += np.int32(z != 0)
+                so2 += fan_pool[i] if z != 0 else 0
+            spikes_if[t, j] = s1
+            synops_if[t, j] = so1
+            spikes_pool[t, j] = s2
+            synops_pool[t, j] = so2
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def run(kernel, batch: int, threads: int, *args) -> None:
+    """``kernel(j0, j1, *args)`` over the images ``0..batch``, split into
+    ``threads`` contiguous ranges run side by side (the kernels release the
+    GIL).  Python threads, not numba's OpenMP team: OpenMP workers spin
+    between calls, which doubled the CPU time of a one-thread run and would
+    oversubscribe the cores torch uses."""
+    global _pool
+    threads = max(1, min(int(threads), batch))
+    if threads == 1:
+        kernel(0, batch, *args)
+        return
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="effmodel-norse-kernel")
+    bounds = [batch * i // threads for i in range(threads + 1)]
+    for f in [_pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(threads)]:
+        f.result()
+
+
+__all__ = ["if_maxpool_nchw_steps", "if_maxpool_steps", "if_steps", "maxpool_steps", "run"]
