@@ -147,7 +147,45 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
             oj = out[t, j]
             s1 = 0
             so1 = 0
-            for p in range(kk):
+            if kk == 4:  # 2x2 windows, the common case: all four taps of a window in one iteration, no scratch
+                v0, v1, v2, v3 = v[j, 0], v[j, 1], v[j, 2], v[j, 3]
+                c0, c1, c2, c3 = cnt[j, 0], cnt[j, 1], cnt[j, 2], cnt[j, 3]
+                i0, i1, i2, i3 = cj[0], cj[1], cj[2], cj[3]
+                f0, f1, f2, f3 = fan_if[0], fan_if[1], fan_if[2], fan_if[3]
+                for i in range(p_n):
+                    x0 = v0[i] + i0[i]
+                    x1 = v1[i] + i1[i]
+                    x2 = v2[i] + i2[i]
+                    x3 = v3[i] + i3[i]
+                    z0 = np.float32(x0 >= th)
+                    z1 = np.float32(x1 >= th)
+                    z2 = np.float32(x2 >= th)
+                    z3 = np.float32(x3 >= th)
+                    v0[i] = x0 - z0 * th
+                    v1[i] = x1 - z1 * th
+                    v2[i] = x2 - z2 * th
+                    v3[i] = x3 - z3 * th
+                    n0 = c0[i] + z0
+                    n1 = c1[i] + z1
+                    n2 = c2[i] + z2
+                    n3 = c3[i] + z3
+                    c0[i] = n0
+                    c1[i] = n1
+                    c2[i] = n2
+                    c3[i] = n3
+                    s1 += np.int32(x0 >= th) + np.int32(x1 >= th) + np.int32(x2 >= th) + np.int32(x3 >= th)
+                    so1 += ((f0[i] if x0 >= th else 0) + (f1[i] if x1 >= th else 0)
+                            + (f2[i] if x2 >= th else 0) + (f3[i] if x3 >= th else 0))
+                    # the first tap with the highest count wins (strictly more to replace)
+                    m = n0
+                    z = z0
+                    z = z1 if n1 > m else z
+                    m = n1 if n1 > m else m
+                    z = z2 if n2 > m else z
+                    m = n2 if n2 > m else m
+                    z = z3 if n3 > m else z
+                    oj[i] = z
+            for p in range(kk if kk != 4 else 0):
                 vp = v[j, p]
                 cp = cnt[j, p]
                 ip = cj[p]

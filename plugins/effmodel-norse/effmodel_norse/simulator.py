@@ -342,13 +342,33 @@ class NorseSession:
         if self._record:
             acc["counts"] += out.sum(0)  # float32: per-neuron totals <= T < 2**24 are exact
 
-    def chunk_steps(self, batch: int) -> int:
-        """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``."""
+    def chunk_steps(self, batch: int, analog: bool = False) -> int:
+        """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``
+        elements in the largest tensor a chunk holds (:meth:`chunk_neurons`)."""
         if self.mode == "stepwise":
             return 1
         if self.fixed_chunk is not None:
             return min(self.fixed_chunk, self.config.duration)
-        return max(1, min(self.config.duration, self.chunk_elements // max(batch * self.neurons_per_image, 1)))
+        return max(1, min(self.config.duration, self.chunk_elements // max(batch * self.chunk_neurons(analog), 1)))
+
+    def chunk_neurons(self, analog: bool) -> int:
+        """Per image and step, the elements of the largest tensor a chunk
+        holds.  The torch path holds every layer's current and spikes.  With
+        the CPU kernels the analog first layer's constant current is held
+        once, not per step, and an IF layer fused with its pooling never holds
+        its spikes: SmallCNN1's largest chunk tensor is then its 5,408 pooled
+        spikes, not its 21,632 first-layer neurons, so its chunks are 4x
+        longer (its dense layer runs on 4x more rows per call)."""
+        if not self.kernels:
+            return self.neurons_per_image
+        sizes = [] if analog else [int(np.prod(self.spec.input_shape))]
+        for i, st in enumerate(self.stages):
+            n = int(np.prod(st.info.shape_hwc))
+            if st.synapse is not None and not (i == 0 and analog):
+                sizes.append(n)  # the current
+            if getattr(st.neuron, "pool", None) is None:
+                sizes.append(n)  # the spikes
+        return max(sizes)
 
     # --- simulation ------------------------------------------------------------------
     def run_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
@@ -386,7 +406,7 @@ class NorseSession:
             if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and st.neuron.fan is None
         }
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
-        chunk = self.chunk_steps(b)
+        chunk = self.chunk_steps(b, analog)
         n_classes = int(self.output.info.shape_hwc[-1])
         out_spikes = torch.empty((T, b, n_classes), dtype=torch.float32, device=dev)  # read out once, after the loop
         out_v = torch.empty((T, b, n_classes), dtype=self.output.neuron.dtype, device=dev)

@@ -143,3 +143,23 @@ def test_kernel_option_is_checked(networks):
     auto = NorseSession(net, SimulationConfig(duration=T, options={"device": "cpu"}))
     assert auto.kernels and auto.mode == "layerwise"
     auto.close()
+
+
+def test_chunk_length_counts_only_the_tensors_a_chunk_holds(networks):
+    """conv-pool: input 12x12x1 (144), conv1 10x10x6 (600), pool1 5x5x6 (150),
+    hidden 16, output 4.  With the kernels and analog input the conv's
+    current is held once per batch and its spikes never (fused): the largest
+    per-step tensor is the 150 pooled spikes; under Poisson input the conv's
+    current (600) is held per step; the torch path holds everything."""
+    from effmodel_norse.simulator import NorseSession
+
+    net = networks["conv-pool"][0]
+    fast = NorseSession(net, SimulationConfig(duration=T, options={"device": "cpu"}))
+    assert (fast.chunk_neurons(analog=True), fast.chunk_neurons(analog=False)) == (150, 600)
+    assert fast.chunk_steps(batch=10, analog=True) == min(T, 2**22 // (10 * 150))
+    fast.close()
+    plain = NorseSession(net, SimulationConfig(duration=T, options={"device": "cpu", "kernels": "off", "mode": "layerwise",
+                                                                    "chunk_elements": 6000}))
+    assert plain.chunk_neurons(analog=True) == 600
+    assert plain.chunk_steps(batch=2, analog=True) == 5  # 6000 // (2 * 600)
+    plain.close()
