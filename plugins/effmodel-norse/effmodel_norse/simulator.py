@@ -73,6 +73,7 @@ with index -1), the same convention as the ``inisim`` simulator.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,10 @@ class NorseSession:
         possible = self.device.type == "cpu" and neuron == "if" and dtype_name == "float32"
         if kernels == "on" and not possible:
             raise UsageError("norse kernels=on needs device cpu, neuron if and dtype float32")
+        if kernels != "off" and possible and importlib.util.find_spec("numba") is None:
+            if kernels == "on":
+                raise UsageError("norse kernels=on needs numba (pip install numba); kernels=off runs without it")
+            return False  # auto: the torch path, slower but the same results
         return kernels != "off" and possible
 
     def _configure_threads(self, threads: Any) -> None:

@@ -163,3 +163,18 @@ def test_chunk_length_counts_only_the_tensors_a_chunk_holds(networks):
     assert plain.chunk_neurons(analog=True) == 600
     assert plain.chunk_steps(batch=2, analog=True) == 5  # 6000 // (2 * 600)
     plain.close()
+
+
+def test_without_numba_auto_falls_back_and_on_says_why(networks, monkeypatch):
+    import importlib.util
+
+    from effmodel_norse.simulator import NorseSession
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
+    net = networks["conv-pool"][0]
+    auto = NorseSession(net, SimulationConfig(duration=T, options={"device": "cpu"}))
+    assert not auto.kernels and auto.mode == "stepwise"
+    auto.close()
+    with pytest.raises(UsageError, match="kernels=on needs numba"):
+        NorseSession(net, SimulationConfig(duration=T, options={"kernels": "on"}))
