@@ -1,5 +1,5 @@
 """The describing commands run in a subprocess, stay light (no TensorFlow,
-tf_keras, torch, snntoolbox or norse imported) and print exact figures."""
+tf_keras, torch, snntoolbox, norse or numba imported) and print exact figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "torch", "tf_keras", "snntoolbox", "norse")
+HEAVY = ("tensorflow", "torch", "tf_keras", "snntoolbox", "norse", "numba")
 
 PROBE = """
 import json, sys
