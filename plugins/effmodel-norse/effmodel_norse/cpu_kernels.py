@@ -302,6 +302,7 @@ def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, 
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def run(kernel, batch: int, threads: int, *args) -> None:
@@ -310,13 +311,15 @@ def run(kernel, batch: int, threads: int, *args) -> None:
     GIL).  Python threads, not numba's OpenMP team: OpenMP workers spin
     between calls, which doubled the CPU time of a one-thread run and would
     oversubscribe the cores torch uses."""
-    global _pool
+    global _pool, _pool_size
     threads = max(1, min(int(threads), batch))
     if threads == 1:
         kernel(0, batch, *args)
         return
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="effmodel-norse-kernel")
+    if _pool is None or _pool_size < threads:
+        if _pool is not None:
+            _pool.shutdown()
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="effmodel-norse-kernel"), threads
     bounds = [batch * i // threads for i in range(threads + 1)]
     for f in [_pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(threads)]:
         f.result()
