@@ -92,17 +92,30 @@ class Cluster:
         # A short temp dir: Ray's Unix socket paths must stay under ~107 characters.
         self.tmp = tempfile.mkdtemp(prefix="effray-", dir="/tmp")
         self.env = env
-        self.port = _free_port()
+        base = 21000 + (os.getpid() % 400) * 100
+        self.worker_ports = {"head": base, "worker": base + 60}  # each node's workers take ports [p, p + 50]
+        self.taken: set[int] = set()
+        self.port = self._port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen] = []
         self.seen: set[int] = set()
 
-    def _start(self, name: str, args: list[str], workers: int) -> subprocess.Popen:
+    def _port(self) -> int:
+        """A free port, never one handed out before nor one in a node's worker
+        port range (Ray refuses to start a node whose ports overlap)."""
+        while True:
+            port = _free_port()
+            if port not in self.taken and not any(p <= port <= p + 50 for p in self.worker_ports.values()):
+                self.taken.add(port)
+                return port
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(Path(self.tmp) / f"{name}.log", "w")
-        ports = ["--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
+        workers = self.worker_ports[name]
+        ports = ["--node-manager-port", str(self._port()), "--object-manager-port", str(self._port()),
                  "--min-worker-port", str(workers), "--max-worker-port", str(workers + 50),
-                 "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
-                 "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port())]
+                 "--dashboard-agent-listen-port", str(self._port()), "--dashboard-agent-grpc-port", str(self._port()),
+                 "--runtime-env-agent-port", str(self._port()), "--metrics-export-port", str(self._port())]
         p = subprocess.Popen([str(BIN / "ray"), "start", *args, *ports, "--num-cpus", "1", "--block",
                               "--object-store-memory", str(80 * 1024**2), "--disable-usage-stats"],
                              env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -121,12 +134,11 @@ class Cluster:
         raise RuntimeError(f"ray {name} node did not start:\n{log.read_text()[-2000:]}")
 
     def start(self) -> None:
-        base = 21000 + (os.getpid() % 400) * 100
         self.head = self._start("head", ["--head", "--port", str(self.port), "--temp-dir", self.tmp,
-                                         "--include-dashboard", "false", "--dashboard-port", str(_free_port()),
-                                         "--ray-client-server-port", str(_free_port())], base)
+                                         "--include-dashboard", "false", "--dashboard-port", str(self._port()),
+                                         "--ray-client-server-port", str(self._port())])
         self._wait_started("head", self.head)
-        self.worker = self._start("worker", ["--address", self.address], base + 60)
+        self.worker = self._start("worker", ["--address", self.address])
         self._wait_started("worker", self.worker)
         self.remember()
 
