@@ -71,33 +71,52 @@ def test_refuses_a_non_empty_folder(tmp_path):
     assert [p.name for p in (tmp_path / "p").iterdir()] == ["keep.txt"]
 
 
+def _layered_venv(where: Path) -> Path:
+    """A fresh virtual environment that sees every package of this one (a
+    ``.pth`` file adds this environment's site-packages, ``.pth`` files
+    included) but installs into its own: pip-installing plugins there leaves
+    this environment, and the tests running beside this one, untouched."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    python = where / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    (Path(own) / "_effmodel_parent_env.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
+    return python
+
+
 @pytest.mark.slow
 def test_generated_plugins_install_list_and_pass_their_tests(tmp_path):
-    """pip-install every kind into this environment (editable, no deps, no
-    build isolation: fast and offline), check ``effmodel plugins``, run each
-    generated test suite, and uninstall again whatever happens."""
+    """pip-install every kind (editable, no deps, no build isolation: fast and
+    offline) into an environment layered on this one, check ``effmodel
+    plugins``, run each generated test suite, and uninstall again whatever
+    happens."""
     tag = f"zz{os.getpid()}"
     made = {kind: tmp_path / kind for kind in KINDS}
     for kind, out in made.items():
         assert main(["new-plugin", f"{tag}-{kind}", "--kind", kind, "--output", str(out)]) == 0
     dists = [f"effmodel-{tag}-{kind}" for kind in KINDS]
     env = {k: v for k, v in os.environ.items() if not k.startswith("EFFMODEL_") or k in ("EFFMODEL_DATA_DIR", "EFFMODEL_CACHE_DIR")}
+    python = _layered_venv(tmp_path / "venv")
+    effmodel = [str(python), "-m", "effmodel.cli"]
     try:
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+        pip = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
         for out in made.values():
             pip += ["-e", str(out)]
         subprocess.run(pip, check=True, capture_output=True, text=True, env=env)
-        listed = subprocess.run(EFFMODEL + ["plugins"], capture_output=True, text=True, env=env, check=True).stdout
+        listed = subprocess.run(effmodel + ["plugins"], capture_output=True, text=True, env=env, check=True).stdout
         for kind in KINDS:
             line = next((l for l in listed.splitlines() if l.startswith(f"{tag}-{kind} ")), None)
             assert line is not None, f"{tag}-{kind} not listed by effmodel plugins:\n{listed}"
             assert f"effmodel-{tag}-{kind} 0.1.0" in line and KINDS[kind][0] in line
+        assert tag not in subprocess.run(EFFMODEL + ["plugins"], capture_output=True, text=True, env=env).stdout
         for kind, out in made.items():
-            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+            r = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                                cwd=out, capture_output=True, text=True, env=env)
             assert r.returncode == 0, f"{kind}: generated tests failed:\n{r.stdout[-3000:]}"
             assert " passed" in r.stdout and "skipped" not in r.stdout
     finally:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", *dists], capture_output=True, env=env)
-    listed = subprocess.run(EFFMODEL + ["plugins"], capture_output=True, text=True, env=env).stdout
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", *dists], capture_output=True, env=env)
+    listed = subprocess.run(effmodel + ["plugins"], capture_output=True, text=True, env=env).stdout
     assert tag not in listed
