@@ -10,11 +10,20 @@ next test reloads the installed plugins from scratch.
 
 ``run_effmodel``: run ``python -m effmodel.cli ARGS`` in a subprocess with a
 clean plugin environment and return the ``CompletedProcess``.
+
+``model_cache``: the trained-model cache, ``EFFMODEL_CACHE_DIR`` or one
+folder for the whole session (every xdist worker).  ``jobs1_sweep(args)``:
+an ``effmodel sweep ARGS --executor local --jobs 1`` computed once per
+session with that cache, the reference the executor and Ray tests compare
+with.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +60,67 @@ def table2_path() -> Path:
         if p.is_file():
             return p
     pytest.skip("table2.csv not found in ../shared/reference or effmodel_reference/data/")
+
+
+def _session_root(tmp_path_factory) -> Path:
+    """A folder shared by every xdist worker of this session (the base temp
+    folder itself without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@contextlib.contextmanager
+def _session_lock(path: Path):
+    """Held by one process of the session at a time (an flock on ``path``)."""
+    import fcntl
+
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """``EFFMODEL_CACHE_DIR`` (the developer's, or CI's), else one folder for
+    the whole session; its entries are written atomically, so workers may
+    share it."""
+    own = os.environ.get("EFFMODEL_CACHE_DIR")
+    if own:
+        return Path(own)
+    d = _session_root(tmp_path_factory) / "models"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def jobs1_sweep(tmp_path_factory, model_cache, data_dir):
+    """``jobs1_sweep(args)`` -> ``(output folder, stdout)`` of ``effmodel sweep
+    ARGS --executor local --jobs 1`` (every item in the driver, one after the
+    other) with ``model_cache``, in a subprocess.  Computed once per session
+    for each distinct ``args``: the first xdist worker to ask computes it under
+    a file lock, the others wait for it.  Read it, never write into it."""
+    root = _session_root(tmp_path_factory)
+
+    def get(args: list[str]) -> tuple[Path, str]:
+        key = hashlib.sha256("\0".join(args).encode()).hexdigest()[:12]
+        out, stdout = root / f"sweep-jobs1-{key}", root / f"sweep-jobs1-{key}.stdout"
+        with _session_lock(root / f"sweep-jobs1-{key}.lock"):
+            if not stdout.is_file():
+                shutil.rmtree(out, ignore_errors=True)
+                drop = (*PLUGIN_ENV, "EFFMODEL_NUM_THREADS", "RAY_ADDRESS")
+                env = {k: v for k, v in os.environ.items() if k not in drop}
+                env |= {"EFFMODEL_CACHE_DIR": str(model_cache), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+                r = subprocess.run([sys.executable, "-m", "effmodel.cli", "sweep", *args, "--data-dir", str(data_dir),
+                                    "-o", str(out), "--executor", "local", "--jobs", "1"],
+                                   env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+                assert r.returncode == 0, r.stderr[-3000:]
+                stdout.write_text(r.stdout)
+        return out, stdout.read_text()
+
+    return get
 
 
 @pytest.fixture

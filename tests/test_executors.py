@@ -29,9 +29,8 @@ TINY = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II",
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    own = os.environ.get("EFFMODEL_CACHE_DIR")
-    return Path(own) if own else tmp_path_factory.mktemp("models")
+def cache(model_cache) -> Path:
+    return model_cache
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
@@ -46,12 +45,11 @@ def _sweep(out: Path, cache: Path, data_dir: Path, *extra: str, env: dict[str, s
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache, data_dir) -> Path:
-    """The four items computed by ``--executor local --jobs 1``: in the driver, one after the other."""
-    out = tmp_path_factory.mktemp("jobs1")
-    r = _sweep(out, cache, data_dir, "--executor", "local", "--jobs", "1")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "4 run, 0 already stored, 0 failed" in r.stdout
+def reference(jobs1_sweep) -> Path:
+    """The four items computed by ``--executor local --jobs 1``: in the driver, one
+    after the other (once per session, shared with the Ray tests: conftest.py)."""
+    out, stdout = jobs1_sweep(TINY)
+    assert "4 run, 0 already stored, 0 failed" in stdout
     return out
 
 

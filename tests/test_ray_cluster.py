@@ -202,10 +202,9 @@ def _env(cache: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """The trained-model cache shared by every node (as on NFS); reuse the developer's if set."""
-    own = os.environ.get("EFFMODEL_CACHE_DIR")
-    return Path(own) if own else tmp_path_factory.mktemp("models")
+def cache(model_cache) -> Path:
+    """The trained-model cache shared by every node (as on NFS): the session's (conftest.py)."""
+    return model_cache
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +218,11 @@ def cluster(cache, data_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache, data_dir) -> Path:
-    """The four items computed with ``--executor local --jobs 1`` (in a subprocess)."""
-    out = tmp_path_factory.mktemp("local-jobs1")
-    r = _sweep(out, cache, data_dir, "--executor", "local", "--jobs", "1")
-    assert r.returncode == 0, r.stderr[-3000:]
+def reference(jobs1_sweep) -> Path:
+    """The four items computed with ``--executor local --jobs 1`` (in a subprocess;
+    once per session, shared with the executor tests: conftest.py)."""
+    out, stdout = jobs1_sweep(TINY)
+    assert "4 run, 0 already stored, 0 failed" in stdout
     return out
 
 
