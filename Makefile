@@ -47,8 +47,12 @@ run: setup
 	$(BIN)/effmodel run $(RUN_ARGS) $(DATA_ARG) --output $(OUT)
 	$(BIN)/effmodel report --input $(OUT) --format html,md --output $(OUT)/report
 
+# pytest-xdist: a worker per core this process may use (at most 4), each with
+# its share of the cores; a module's (or class's) tests run on one worker, so
+# its module fixtures are built once (tests/conftest.py). Not loadgroup: with
+# pytest 9.2 xdist_group marks are silently ignored (pytest-xdist issue 1386).
 test: setup
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest -n auto --dist loadscope --durations=25
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -16,6 +16,18 @@ folder for the whole session (every xdist worker).  ``jobs1_sweep(args)``:
 an ``effmodel sweep ARGS --executor local --jobs 1`` computed once per
 session with that cache, the reference the executor and Ray tests compare
 with.
+
+Under pytest-xdist (``make test`` runs ``-n auto --dist loadscope``: each
+module, or class, runs on one worker, so a module-scoped fixture such as a
+chain of CLI runs or a Ray cluster is built once):
+
+* each worker gets its share of the cores for torch, TensorFlow and the
+  OpenMP/BLAS pools (one thread each with two workers on two cores), set
+  before either framework is imported and inherited by the processes a test
+  starts: two threads per process on two busy cores made torch 5-10x slower;
+* ``-n auto`` means the cores this process may use (affinity and cgroup
+  quota, :func:`effmodel.threads.available_cores`), at most 4: every worker
+  imports TensorFlow and torch, and so do the processes its tests start.
 """
 
 from __future__ import annotations
@@ -33,6 +45,32 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 PLUGIN_ENV = ("EFFMODEL_LOAD_PLUGINS", "EFFMODEL_BLOCK_PLUGINS", "EFFMODEL_TRACE_HOOKS")
+MAX_AUTO_WORKERS = 4
+
+
+def _share_cores_between_xdist_workers() -> None:
+    """In an xdist worker, size every thread pool to this worker's share of the
+    cores (environment variables, read when TensorFlow and torch start; a
+    developer's own settings win).  Runs when this conftest is imported, before
+    any test module imports a framework."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if "PYTEST_XDIST_WORKER" not in os.environ or workers < 2:
+        return
+    from effmodel.threads import THREAD_ENV_VARS, available_cores
+
+    n = str(max(1, available_cores() // workers))
+    for var in ("EFFMODEL_NUM_THREADS", *THREAD_ENV_VARS, "TF_NUM_INTRAOP_THREADS"):
+        os.environ.setdefault(var, n)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
+_share_cores_between_xdist_workers()
+
+
+def pytest_xdist_auto_num_workers(config):
+    from effmodel.threads import available_cores
+
+    return min(available_cores(), MAX_AUTO_WORKERS)
 
 
 def _data_dir() -> Path:

@@ -34,7 +34,9 @@ def cache(model_cache) -> Path:
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("EFFMODEL_LOAD_PLUGINS", "EFFMODEL_BLOCK_PLUGINS")}
+    # EFFMODEL_NUM_THREADS (set per pytest-xdist worker, see conftest.py) would cap --jobs 2 at one worker.
+    drop = ("EFFMODEL_LOAD_PLUGINS", "EFFMODEL_BLOCK_PLUGINS", "EFFMODEL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     return env | {"EFFMODEL_CACHE_DIR": str(cache), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"} | extra
 
 
