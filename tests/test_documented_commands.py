@@ -70,9 +70,18 @@ def _prepare(line: str, data_dir: Path) -> list[str]:
     return args
 
 
-@pytest.mark.slow
-def test_every_documented_command_runs(tmp_path, data_dir):
-    commands = documented_commands()
+def _lane(args: list[str]) -> str:
+    """``"reference"``: ``train`` (its model is the README's my_model.h5), the
+    runs into out/reference and ``report``, which reads them; ``"other"``:
+    every other command.  The two lanes share nothing but the model cache, so
+    pytest-xdist runs them side by side."""
+    if args[1] == "train" or "out/reference" in args or "my_model.h5" in args:
+        return "reference"
+    return "other"
+
+
+def _run_lane(lane: str, tmp_path: Path, data_dir: Path) -> None:
+    commands = [(where, line) for where, line in documented_commands() if _lane(_prepare(line, data_dir)) == lane]
     commands.sort(key=lambda c: ORDER.index(shlex.split(c[1])[1]) if shlex.split(c[1])[1] in ORDER else len(ORDER))
     env = dict(os.environ, EFFMODEL_DATA_DIR=str(data_dir), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     env.setdefault("EFFMODEL_CACHE_DIR", str(tmp_path / "cache"))
@@ -89,6 +98,30 @@ def test_every_documented_command_runs(tmp_path, data_dir):
             trained = Path(r.stdout.split()[-1])  # "<name> <state> test accuracy <acc>  <path>"
             shutil.copy(trained, tmp_path / "my_model.h5")  # the README's --model-file example
     assert not failures, "\n".join(failures)
+
+
+def test_the_reference_lane_holds_train_runs_and_report():
+    lanes: dict[str, list[str]] = {}
+    for _, line in documented_commands():
+        args = _prepare(line, Path("data"))
+        lanes.setdefault(_lane(args), []).append(shlex.join(args))
+    assert {shlex.split(c)[1] for c in lanes["reference"]} == {"train", "run", "report"}
+    assert not any("out/reference" in c or "my_model.h5" in c for c in lanes["other"])
+
+
+@pytest.mark.slow
+class TestDocumentedCommandsRun:
+    """Every documented command runs, in doc order within its lane (a class of
+    its own each, so ``--dist loadscope`` may give them to two workers)."""
+
+    def test_train_the_runs_into_out_reference_and_report(self, tmp_path, data_dir):
+        _run_lane("reference", tmp_path, data_dir)
+
+
+@pytest.mark.slow
+class TestOtherDocumentedCommandsRun:
+    def test_every_other_documented_command(self, tmp_path, data_dir):
+        _run_lane("other", tmp_path, data_dir)
 
 
 def test_documented_plugin_test_snippets_pass(tmp_path):

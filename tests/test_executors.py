@@ -56,35 +56,43 @@ def reference(jobs1_sweep) -> Path:
 
 
 @pytest.mark.slow
-def test_local_jobs_2_equals_jobs_1(reference, cache, data_dir, tmp_path, stored_tables):
-    _rows, _series = stored_tables
-    r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "4 run, 0 already stored, 0 failed" in r.stdout
-    expected = _rows(reference)
-    assert len(expected) == 4 and len({row[0] for row in expected}) == 4
-    assert _rows(tmp_path) == expected
-    assert _series(tmp_path) == _series(reference)
-    # Two items were in flight at once: the second started before the first finished.
-    lines = [ln for ln in r.stderr.splitlines() if ": started" in ln or ": done in" in ln]
-    assert lines[0].endswith(": started") and lines[1].endswith(": started"), lines
+class TestLocalPool:
+    """``--executor local --jobs 2``.  Each slow test of this module is a class
+    of its own, so that ``--dist loadscope`` can give them to different
+    workers; the reference is computed once either way (conftest.py)."""
+
+    def test_local_jobs_2_equals_jobs_1(self, reference, cache, data_dir, tmp_path, stored_tables):
+        _rows, _series = stored_tables
+        r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2")
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "4 run, 0 already stored, 0 failed" in r.stdout
+        expected = _rows(reference)
+        assert len(expected) == 4 and len({row[0] for row in expected}) == 4
+        assert _rows(tmp_path) == expected
+        assert _series(tmp_path) == _series(reference)
+        # Two items were in flight at once: the second started before the first finished.
+        lines = [ln for ln in r.stderr.splitlines() if ": started" in ln or ": done in" in ln]
+        assert lines[0].endswith(": started") and lines[1].endswith(": started"), lines
 
 
 @pytest.mark.slow
-def test_a_worker_killed_every_time_fails_its_item_only(reference, cache, data_dir, tmp_path, stored_tables):
-    _rows, _series = stored_tables
-    victim = "sw-mnist-I1-d1-w0.5-s0"
-    env = _env(cache, EFFMODEL_FAULT_KILL_AT=f"simulate@{victim}")  # the worker SIGKILLs itself mid-simulation
-    r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2", "--max-retries", "0", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "3 run, 0 already stored, 1 failed" in r.stdout, r.stdout + r.stderr[-3000:]
-    assert f"failed {victim}: its worker process died 1 time(s) (--max-retries 0)" in r.stdout
-    expected = [row for row in _rows(reference) if row[1] != victim]
-    assert _rows(tmp_path) == expected  # the item beside it in the pool was rerun, not failed
-    # Without the fault, a rerun computes only the failed item.
-    r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "1")
-    assert "1 run, 3 already stored, 0 failed" in r.stdout, r.stdout + r.stderr[-3000:]
-    assert _rows(tmp_path) == _rows(reference)
+class TestLocalPoolWorkerKilled:
+    """A worker process that dies (SIGKILL) mid-item."""
+
+    def test_a_worker_killed_every_time_fails_its_item_only(self, reference, cache, data_dir, tmp_path, stored_tables):
+        _rows, _series = stored_tables
+        victim = "sw-mnist-I1-d1-w0.5-s0"
+        env = _env(cache, EFFMODEL_FAULT_KILL_AT=f"simulate@{victim}")  # the worker SIGKILLs itself mid-simulation
+        r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2", "--max-retries", "0", env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "3 run, 0 already stored, 1 failed" in r.stdout, r.stdout + r.stderr[-3000:]
+        assert f"failed {victim}: its worker process died 1 time(s) (--max-retries 0)" in r.stdout
+        expected = [row for row in _rows(reference) if row[1] != victim]
+        assert _rows(tmp_path) == expected  # the item beside it in the pool was rerun, not failed
+        # Without the fault, a rerun computes only the failed item.
+        r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "1")
+        assert "1 run, 3 already stored, 0 failed" in r.stdout, r.stdout + r.stderr[-3000:]
+        assert _rows(tmp_path) == _rows(reference)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -146,22 +154,24 @@ def test_local_workers_are_capped_at_the_cores_available(monkeypatch):
 
 
 @pytest.mark.slow
-def test_run_with_two_workers_equals_run_in_process(cache, data_dir, tmp_path, stored_tables):
+class TestRunWithTwoWorkers:
     """``effmodel run --jobs 2`` stores what the in-process run stores, and resumes the same way."""
-    _rows, _series = stored_tables
-    args = ["--simulator", "norse", "--models", "SmallCNN1,DeepCNN1", "--epochs", "1", "--max-train-images", "300",
-            "--num-test", "20", "--duration", "10", "--batch-size", "20", "--data-dir", str(data_dir)]
 
-    def run(out, *extra):
-        return subprocess.run([sys.executable, "-m", "effmodel.cli", "run", *args, "-o", str(out), *extra],
-                              env=_env(cache), cwd=REPO, capture_output=True, text=True, timeout=600)
+    def test_run_with_two_workers_equals_run_in_process(self, cache, data_dir, tmp_path, stored_tables):
+        _rows, _series = stored_tables
+        args = ["--simulator", "norse", "--models", "SmallCNN1,DeepCNN1", "--epochs", "1", "--max-train-images", "300",
+                "--num-test", "20", "--duration", "10", "--batch-size", "20", "--data-dir", str(data_dir)]
 
-    one, two = tmp_path / "jobs1", tmp_path / "jobs2"
-    for out, extra in ((one, ()), (two, ("--jobs", "2"))):
-        r = run(out, *extra)
-        assert r.returncode == 0, r.stderr[-3000:]
-    assert len(_rows(one)) == 2 and _rows(two) == _rows(one)
-    assert _series(two) == _series(one)
-    r = run(two, "--jobs", "2")  # everything stored: nothing is computed again
-    assert r.returncode == 0 and r.stderr.count("already stored, skipped") == 2, r.stderr[-3000:]
-    assert _rows(two) == _rows(one)
+        def run(out, *extra):
+            return subprocess.run([sys.executable, "-m", "effmodel.cli", "run", *args, "-o", str(out), *extra],
+                                  env=_env(cache), cwd=REPO, capture_output=True, text=True, timeout=600)
+
+        one, two = tmp_path / "jobs1", tmp_path / "jobs2"
+        for out, extra in ((one, ()), (two, ("--jobs", "2"))):
+            r = run(out, *extra)
+            assert r.returncode == 0, r.stderr[-3000:]
+        assert len(_rows(one)) == 2 and _rows(two) == _rows(one)
+        assert _series(two) == _series(one)
+        r = run(two, "--jobs", "2")  # everything stored: nothing is computed again
+        assert r.returncode == 0 and r.stderr.count("already stored, skipped") == 2, r.stderr[-3000:]
+        assert _rows(two) == _rows(one)
