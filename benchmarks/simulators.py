@@ -24,8 +24,9 @@ Printed per model and configuration (medians of the repeats):
   synapses (conv, dense, average pooling; the first layer excluded, as the
   simulator computes its constant current once per batch) on binary inputs
   (spike probability 0.1), no neurons, hooks or readout, timed alone in the
-  same process, on the same device, threads and batch; ``x floor`` is how
-  many times slower the simulator is;
+  same process, on the same device, threads and batch (median of at least
+  five samples of at least 0.3 s each); ``x floor`` is how many times
+  slower the simulator is;
 * ``vs inisim``: speed relative to INIsim in the same invocation, when it ran;
 * ``--clock cpu`` times everything by the process's CPU time with one thread:
   on a machine shared with other jobs, wall-clock rates mostly measure the
@@ -108,12 +109,15 @@ def dense_floor(network, batch: int, device: str, repeats: int, clock=time.perf_
             step()
         sync()
         rates = []
-        for _ in range(max(3, repeats)):
-            n = 20
-            started = clock()
-            for _ in range(n):
+        for _ in range(max(5, repeats)):  # each sample at least 0.3 s: 20 steps were too short to time reliably
+            n, started = 0, clock()
+            while True:
                 step()
-            sync()
+                n += 1
+                if n % 10 == 0:
+                    sync()
+                    if clock() - started >= 0.3:
+                        break
             rates.append(n * batch / (clock() - started))
     return float(np.median(rates))
 
