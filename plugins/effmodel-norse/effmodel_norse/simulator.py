@@ -456,7 +456,8 @@ class NorseSession:
             spikes_t=spikes_t,
             predictions=pred.cpu().numpy(),
             spike_counts=spike_counts,
-            extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision},
+            extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision,
+                   "norse_kernels": "on" if self.kernels else "off"},
         )
 
     def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

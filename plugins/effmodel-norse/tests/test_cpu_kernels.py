@@ -89,6 +89,7 @@ def test_kernels_equal_the_torch_path(networks, name, encoding, mode):
     ref = _run(net, x, y, {"kernels": "off", "mode": "stepwise", "threads": 1}, encoding)
     got = _run(net, x, y, {"kernels": "on", "threads": 1, **mode}, encoding)
     assert sum(int(s.sum()) for s in ref.spikes_t.values()) > 1000  # the networks do spike: the comparison means something
+    assert (got.metadata["extra"]["norse_kernels"], ref.metadata["extra"]["norse_kernels"]) == ("on", "off")
     _assert_same(got, ref)
 
 
