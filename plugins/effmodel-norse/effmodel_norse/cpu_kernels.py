@@ -185,34 +185,25 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                     m = n2 if n2 > m else m
                     z = z3 if n3 > m else z
                     oj[i] = z
+            if kk != 4:  # any other window: one tap at a time, the running maximum in ``best``
+                for i in range(p_n):
+                    bj[i] = -1.0  # below every count: the first tap opens every window
             for p in range(kk if kk != 4 else 0):
                 vp = v[j, p]
                 cp = cnt[j, p]
                 ip = cj[p]
                 fp = fan_if[p]
-                if p == 0:  # the first tap opens every window
-                    for i in range(p_n):
-                        x = vp[i] + ip[i]
-                        zf = np.float32(x >= th)
-                        vp[i] = x - zf * th
-                        c = cp[i] + zf
-                        cp[i] = c
-                        s1 += np.int32(x >= th)
-                        so1 += fp[i] if x >= th else 0
-                        bj[i] = c
-                        oj[i] = zf
-                else:
-                    for i in range(p_n):
-                        x = vp[i] + ip[i]
-                        zf = np.float32(x >= th)
-                        vp[i] = x - zf * th
-                        c = cp[i] + zf
-                        cp[i] = c
-                        s1 += np.int32(x >= th)
-                        so1 += fp[i] if x >= th else 0
-                        w = c > bj[i]  # strictly more: ties stay with the earlier tap
-                        bj[i] = c if w else bj[i]
-                        oj[i] = zf if w else oj[i]
+                for i in range(p_n):
+                    x = vp[i] + ip[i]
+                    zf = np.float32(x >= th)
+                    vp[i] = x - zf * th
+                    c = cp[i] + zf
+                    cp[i] = c
+                    s1 += np.int32(x >= th)
+                    so1 += fp[i] if x >= th else 0
+                    w = c > bj[i]  # strictly more: ties stay with the earlier tap
+                    bj[i] = c if w else bj[i]
+                    oj[i] = zf if w else oj[i]
             s2 = 0
             so2 = 0
             for i in range(p_n):
