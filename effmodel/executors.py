@@ -248,6 +248,16 @@ def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, comput
     env = driver_env()
     pool = None
     inflight: dict[Any, WorkItem] = {}
+
+    def submit(item: WorkItem) -> bool:
+        """Submit ``item``; False if the pool broke before it could take it
+        (a worker died and the pool noticed before its future was done)."""
+        try:
+            inflight[pool.submit(_pool_task, item, compute, threads)] = item
+        except BrokenProcessPool:
+            return False
+        return True
+
     try:
         while pending or suspects or inflight:
             if pool is None:
@@ -256,12 +266,19 @@ def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, comput
             if suspects:
                 if not inflight:
                     item = suspects.popleft()
-                    inflight[pool.submit(_pool_task, item, compute, threads)] = item
+                    if not submit(item):
+                        suspects.appendleft(item)
             else:
                 while pending and len(inflight) < workers:
                     item = pending.popleft()
-                    inflight[pool.submit(_pool_task, item, compute, threads)] = item
+                    if not submit(item):
+                        pending.appendleft(item)  # never started: it goes in the next pool as it is
+                        break
                     yield "started", item
+            if not inflight:  # broken with nothing of ours in it: a fresh pool
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
+                continue
             alone = len(inflight) == 1
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False
