@@ -185,6 +185,11 @@ class TimeScan(nn.Module):
         self.v_trace = None
         self.counted = None
 
+    def kernel_ready(self, x: torch.Tensor) -> bool:
+        """Whether this chunk runs on a CPU kernel: kernels enabled (``fan``
+        set) and a float32 chunk on the CPU."""
+        return self.fan is not None and x.device.type == "cpu" and x.dtype == self.dtype == torch.float32
+
     def neuron_counts(self) -> torch.Tensor | None:
         """Per-neuron spike counts since :meth:`reset` ``(B, C, H, W)`` when
         this module keeps them itself (fused kernels), else None: the caller
@@ -235,9 +240,6 @@ class IFSubtract(TimeScan):
     def reset(self) -> None:
         super().reset()
         self._tapmajor_const = None
-
-    def kernel_ready(self, current: torch.Tensor) -> bool:
-        return self.fan is not None and current.device.type == "cpu" and current.dtype == self.dtype == torch.float32
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         if self.kernel_ready(current):
@@ -482,7 +484,7 @@ class SpikeMaxPool(TimeScan):
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         if self.fused:  # already pooled, and counted, by the IF kernel before
             return spikes
-        if self.fan is not None and spikes.device.type == "cpu" and spikes.dtype == torch.float32:
+        if self.kernel_ready(spikes):
             return self._forward_kernel(spikes)
         if self.keyed(self.max_steps):
             return self._forward_keyed(spikes)

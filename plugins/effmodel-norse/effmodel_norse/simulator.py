@@ -34,8 +34,8 @@ Options (``SimulationConfig.options``):
     behind it as one kernel); ``"off"``: plain torch ops, as on the GPU;
     ``"on"``: insist (an error where they cannot run: CUDA, ``lif``/``iaf``,
     float64).  Same float32 operations, so identical spikes, SynOps and
-    predictions either way (tested); SmallCNN1 ran 2.5x faster by CPU time
-    (benchmarks/README.md).
+    predictions either way (tested); 1.3x (MediumCNN2) to 3.1x (SmallCNN1)
+    less CPU time on the reference models (benchmarks/README.md).
 ``neuron``
     ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.network`.
 ``tau_mem_inv`` / ``tau_syn_inv``
@@ -192,19 +192,20 @@ class NorseSession:
         ).to(self.device)
         self.stages = list(self.net.stages)
         self.output = self.stages[-1]
-        # exact fan-out per stage, in the stage's NCHW order, float64 (exact integers)
-        self.fanout: dict[str, torch.Tensor] = {}
+        # exact fan-out per stage, in the stage's NCHW order (integers; float64 on the device)
+        fan_nchw: dict[str, np.ndarray] = {}
         for st in self.stages:
             fan = fanout_map(self.spec, st.info.index)
             if fan.ndim == 3:
                 fan = fan.transpose(2, 0, 1)
-            self.fanout[st.info.name] = torch.from_numpy(np.ascontiguousarray(fan).reshape(-1).astype(np.float64)).to(self.device)
+            fan_nchw[st.info.name] = np.ascontiguousarray(fan).reshape(-1)
+        self.fanout = {n: torch.from_numpy(f.astype(np.float64)).to(self.device) for n, f in fan_nchw.items()}
         fan_in = fanout_map(self.spec, -1)  # Poisson input: spikes of the input are events
         if fan_in.ndim == 3:
             fan_in = fan_in.transpose(2, 0, 1)
         self.input_fanout = torch.from_numpy(np.ascontiguousarray(fan_in).reshape(-1).astype(np.float64)).to(self.device)
         if self.kernels:
-            self.net.use_cpu_kernels({n: f.cpu().numpy().round().astype(np.int64) for n, f in self.fanout.items()})
+            self.net.use_cpu_kernels(fan_nchw)
         self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
         self._plans["input"] = self._count_plan(self.input_fanout)
         for st in self.stages:
