@@ -237,3 +237,18 @@ def stored_tables():
         return ts + ly
 
     return rows, series
+
+
+@pytest.fixture
+def same_sweep_as(stored_tables):
+    """``same_sweep_as(out, reference)``: the sweep stored in ``out`` equals the
+    four-item reference sweep, row for row and series for series."""
+    rows, series = stored_tables
+
+    def check(out: Path, reference: Path) -> None:
+        expected = rows(reference)
+        assert len(expected) == 4 and len({row[0] for row in expected}) == 4
+        assert rows(out) == expected
+        assert series(out) == series(reference)
+
+    return check

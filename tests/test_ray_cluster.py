@@ -243,15 +243,11 @@ def _stored(out: Path) -> dict[str, tuple]:
         return {}
 
 
-def test_two_node_ray_sweep_equals_local_jobs_1(cluster, reference, cache, data_dir, tmp_path, stored_tables):
-    _rows, _series = stored_tables
+def test_two_node_ray_sweep_equals_local_jobs_1(cluster, reference, cache, data_dir, tmp_path, same_sweep_as):
     r = _sweep(tmp_path, cache, data_dir, "--executor", "ray", "--ray-address", cluster.address)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "4 run, 0 already stored, 0 failed" in r.stdout
-    expected = _rows(reference)
-    assert len(expected) == 4 and len({row[0] for row in expected}) == 4
-    assert _rows(tmp_path) == expected
-    assert _series(tmp_path) == _series(reference)
+    same_sweep_as(tmp_path, reference)
     # Both nodes computed items: two Ray node ids appear in the "done ... on" lines.
     assert len(set(_done_nodes(r.stderr))) == 2, r.stderr[-2000:]
     # The CSV mirrors the store: one line per item plus the header.
