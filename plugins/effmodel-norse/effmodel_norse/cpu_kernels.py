@@ -12,8 +12,11 @@ Exactness: the arithmetic is the torch path's, operation for operation, in
 float32: ``v = v + i``; ``z = v >= th``; ``v = v - th`` where ``z`` (the
 torch path subtracts ``z * th``, which is ``th`` or exactly 0).  Spikes,
 SynOps and membrane potentials are therefore bit-identical to the torch path
-(tested), and so to the GPU's fp32 path.  Counts are integers: spikes and
-SynOps per (step, image) are summed in int64, exact at any size.
+(tested), and the neuron arithmetic is the GPU's fp32 path's, at any vector width
+(:func:`prefer_wide_vectors`).  Counts are integers: spikes and SynOps per
+(step, image) are summed in the fan-outs' integer type, int32 where the
+largest possible sum fits it (:meth:`SpikingNetwork.use_cpu_kernels`), else
+int64: exact at any size.
 
 Layouts are torch's: chunks ``(Tc, B, N)`` with ``N`` the neurons of one
 image (NCHW order flattened), states ``(B, N)``.  Work is split over the
@@ -24,41 +27,87 @@ under a second.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
+
+
+def prefer_wide_vectors() -> bool:
+    """Let LLVM vectorise these kernels with 512-bit registers where the CPU
+    has AVX-512.  Why: LLVM's tuning for AVX-512 Intel cores prefers 256-bit
+    vectors (a guard against the clock drop of early Skylake chips); here the
+    kernels are bound by vector instructions, and 512-bit vectors made the
+    fused IF + pooling kernel 1.4x faster (benchmarks/README.md).  Elementwise
+    float32 operations give the same bits at any width, so results do not
+    change.
+
+    Done through numba's documented ``CPU_NAME``/``CPU_FEATURES`` settings
+    (the host's own name and features, plus ``-prefer-256-bit``), set before
+    numba builds its code generator.  Skipped, and numba's defaults kept,
+    when the user set ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` (their choice
+    wins), when this process already compiled numba code (the code generator
+    exists and cannot change), or without AVX-512.  Returns whether it
+    applied."""
+    from numba.core import config
+    from numba.core.registry import cpu_target
+
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        return False
+    if config.CPU_NAME is not None or config.CPU_FEATURES is not None:
+        return False
+    if "_toplevel_target_context" in vars(cpu_target):  # numba's code generator already exists
+        return False
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if not features.get("avx512f"):
+        return False
+    config.CPU_NAME = llvm.get_host_cpu_name()
+    config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+    return True
+
+
+WIDE_VECTORS = prefer_wide_vectors()
+
+from numba import njit  # noqa: E402  (after prefer_wide_vectors: numba's code generator reads its settings once)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def if_steps(j0, j1, cur, const, v, out, th, fan, spikes_tb, synops_tb, trace, keep_trace):  # pragma: no cover - compiled
+def if_steps(j0, j1, cur, const, v, out, th, fan, fan_uniform, spikes_tb, synops_tb, trace, keep_trace):  # pragma: no cover - compiled
     """IF neurons with reset by subtraction over one time chunk.
 
     ``cur``: input current ``(Tc, B, N)``, or ``(1, B, N)`` with ``const``
     (the same current at every step: the first layer under analog input).
     ``v``: membrane potentials ``(B, N)``, updated in place.  ``out``: spikes
     ``(Tc, B, N)`` (0/1 float32).  ``fan``: each neuron's exact fan-out
-    ``(N,)`` int64.  ``spikes_tb``/``synops_tb``: ``(Tc, B)`` int64, filled
-    with each image's spikes and SynOps per step.  ``trace``: ``(Tc, B, N)``,
+    ``(N,)``, an integer type in which every per-(step, image) sum fits (the
+    caller checks); ``fan_uniform``: the fan-out when all neurons share it,
+    else -1 (SynOps = spikes x fan-out, no load per neuron).
+    ``spikes_tb``/``synops_tb``: ``(Tc, B)`` int64, filled with each image's
+    spikes and SynOps per step.  ``trace``: ``(Tc, B, N)``,
     the potential after each step, written when ``keep_trace``.  Branch-free
     selects and integer sums, so that the inner loop vectorises."""
     tc, b, n = out.shape
+    zero = np.zeros(1, fan.dtype)[0]  # sums in the fan-outs' type (int32 where it fits: half the work of int64)
+    uniform = fan_uniform >= 0
     for j in range(j0, j1):
         vj = v[j]
         for t in range(tc):
             cj = cur[0, j] if const else cur[t, j]
             oj = out[t, j]
-            s = 0
-            so = 0
+            s = zero
+            so = zero
             for i in range(n):
                 x = vj[i] + cj[i]
                 zf = np.float32(x >= th)
                 vj[i] = x - zf * th
                 oj[i] = zf
                 s += np.int32(x >= th)
-                so += fan[i] if x >= th else 0
+                if not uniform:  # loop-invariant: compiled once with, once without
+                    so += fan[i] if x >= th else zero
             spikes_tb[t, j] = s
-            synops_tb[t, j] = so
+            synops_tb[t, j] = s * fan_uniform if uniform else so
             if keep_trace:
                 trace[t, j] = vj
 
@@ -134,24 +183,25 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
     and spike counts so far ``(B, KK, P)``, updated in place; ``out``: the
     pooled spikes ``(Tc, B, P)``.  The window's winner is the tap with the
     highest count including this step, the first tap on ties (as
-    :func:`maxpool_steps`).  ``fan_if`` ``(KK, P)`` / ``fan_pool`` ``(P,)``:
-    exact fan-outs (int64); per-(step, image) spikes and SynOps of both
-    layers go to the four ``(Tc, B)`` int64 arrays.  ``best``: scratch
-    ``(B, P)`` float32."""
+    :func:`maxpool_steps`).  ``fan_if``: the IF neurons' fan-out, one number
+    (each feeds exactly one window: 1), so their SynOps are spikes x
+    ``fan_if``; ``fan_pool`` ``(P,)``: the pooled neurons' exact fan-outs, an
+    integer type in which every per-(step, image) sum fits (the caller
+    checks).  Per-(step, image) spikes and SynOps of both layers go to the
+    four ``(Tc, B)`` int64 arrays.  ``best``: scratch ``(B, P)`` float32."""
     tc, b, p_n = out.shape
     kk = v.shape[1]
+    zero = np.zeros(1, fan_pool.dtype)[0]  # sums in the fans' type: int32 where it fits, half the work of int64
     for j in range(j0, j1):  # one image's state (a few 100 KB) stays in L2 for the whole chunk
         bj = best[j]
         for t in range(tc):
             cj = cur[0, j] if const else cur[t, j]
             oj = out[t, j]
-            s1 = 0
-            so1 = 0
+            s1 = zero
             if kk == 4:  # 2x2 windows, the common case: all four taps of a window in one iteration, no scratch
                 v0, v1, v2, v3 = v[j, 0], v[j, 1], v[j, 2], v[j, 3]
                 c0, c1, c2, c3 = cnt[j, 0], cnt[j, 1], cnt[j, 2], cnt[j, 3]
                 i0, i1, i2, i3 = cj[0], cj[1], cj[2], cj[3]
-                f0, f1, f2, f3 = fan_if[0], fan_if[1], fan_if[2], fan_if[3]
                 for i in range(p_n):
                     x0 = v0[i] + i0[i]
                     x1 = v1[i] + i1[i]
@@ -174,8 +224,6 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                     c2[i] = n2
                     c3[i] = n3
                     s1 += np.int32(x0 >= th) + np.int32(x1 >= th) + np.int32(x2 >= th) + np.int32(x3 >= th)
-                    so1 += ((f0[i] if x0 >= th else 0) + (f1[i] if x1 >= th else 0)
-                            + (f2[i] if x2 >= th else 0) + (f3[i] if x3 >= th else 0))
                     # the first tap with the highest count wins (strictly more to replace)
                     m = n0
                     z = z0
@@ -192,7 +240,6 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                 vp = v[j, p]
                 cp = cnt[j, p]
                 ip = cj[p]
-                fp = fan_if[p]
                 for i in range(p_n):
                     x = vp[i] + ip[i]
                     zf = np.float32(x >= th)
@@ -200,24 +247,23 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                     c = cp[i] + zf
                     cp[i] = c
                     s1 += np.int32(x >= th)
-                    so1 += fp[i] if x >= th else 0
                     w = c > bj[i]  # strictly more: ties stay with the earlier tap
                     bj[i] = c if w else bj[i]
                     oj[i] = zf if w else oj[i]
-            s2 = 0
-            so2 = 0
+            s2 = zero
+            so2 = zero
             for i in range(p_n):
                 s2 += np.int32(oj[i] != 0.0)
-                so2 += fan_pool[i] if oj[i] != 0.0 else 0
+                so2 += fan_pool[i] if oj[i] != 0.0 else zero
             spikes_if[t, j] = s1
-            synops_if[t, j] = so1
+            synops_if[t, j] = s1 * fan_if
             spikes_pool[t, j] = s2
             synops_pool[t, j] = so2
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, spikes_if, synops_if, spikes_pool,
-                          synops_pool):  # pragma: no cover - compiled
+def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_if_uniform, fan_pool, dims, spikes_if, synops_if,
+                          spikes_pool, synops_pool):  # pragma: no cover - compiled
     """The fused IF + max pooling of :func:`if_maxpool_steps` for a current
     that changes every step, read in its own NCHW order (no permuted copy).
 
@@ -230,7 +276,8 @@ def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, 
     in float32 (the caller checks); start a batch with ``key = prio``.  Each
     step is one contiguous pass over the neurons, then one over the windows.
     Rows and columns outside every window are updated and counted like the
-    rest."""
+    rest.  ``fan_if_uniform``, and the sums' integer type, as in
+    :func:`if_maxpool_steps`."""
     tc, b, p_n = out.shape
     c, h, w, oh, ow, k = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     hw = h * w
@@ -238,14 +285,16 @@ def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, 
     kk2 = np.float32(2 * k * k)
     two = np.float32(2.0)
     half = np.float32(0.5)
+    zero = np.zeros(1, fan_pool.dtype)[0]
+    uniform = fan_if_uniform >= 0
     for j in range(j0, j1):
         vj = v[j]
         kj = key[j]
         for t in range(tc):
             xj = cur[t, j]
             oj = out[t, j]
-            s1 = 0
-            so1 = 0
+            s1 = zero
+            so1 = zero
             for i in range(n):
                 x = vj[i] + xj[i]
                 zf = np.float32(x >= th)
@@ -253,7 +302,8 @@ def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, 
                 kp = kj[i]
                 kj[i] = two * np.floor(kp * half) + zf * kk2 + zf  # drop the last step's spike bit, add this step's
                 s1 += np.int32(x >= th)
-                so1 += fan_if[i] if x >= th else 0
+                if not uniform:
+                    so1 += fan_if[i] if x >= th else zero
             for ch in range(c):
                 for oy in range(oh):
                     o = (ch * oh + oy) * ow
@@ -278,16 +328,16 @@ def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_pool, dims, 
                                     q = kj[r + di * w + ox * k + dj]
                                     m = q if q > m else m
                             orow[ox] = m
-            s2 = 0
-            so2 = 0
+            s2 = zero
+            so2 = zero
             for i in range(p_n):  # the winner's spike = the parity of its key
                 m = oj[i]
                 z = m - two * np.floor(m * half)
                 oj[i] = z
                 s2 += np.int32(z != 0)
-                so2 += fan_pool[i] if z != 0 else 0
+                so2 += fan_pool[i] if z != 0 else zero
             spikes_if[t, j] = s1
-            synops_if[t, j] = so1
+            synops_if[t, j] = s1 * fan_if_uniform if uniform else so1
             spikes_pool[t, j] = s2
             synops_pool[t, j] = so2
 

@@ -160,6 +160,17 @@ class AvgPool(nn.Module):
 # --- neurons -----------------------------------------------------------------------
 
 
+def uniform_fan(fan: np.ndarray) -> int:
+    """The fan-out all neurons of ``fan`` share, or -1 where they differ (or
+    there are none).  The kernels then count SynOps as spikes x fan-out
+    instead of loading every spiking neuron's own: a layer that feeds only a
+    max pooling (fan-out 1) or a dense layer is uniform; a 'same' conv
+    layer's border neurons are not."""
+    if fan.size == 0 or fan.min() != fan.max():
+        return -1
+    return int(fan.flat[0])
+
+
 class TimeScan(nn.Module):
     """Base of the stateful neuron modules: ``forward(current)`` takes a time
     chunk ``(Tc, B, ...)`` and returns spikes of the same shape; the state
@@ -178,6 +189,7 @@ class TimeScan(nn.Module):
         # ``fan`` = each neuron's exact fan-out (int, NCHW order); then the
         # module counts its own spikes and SynOps per step into ``counted``.
         self.fan: np.ndarray | None = None
+        self.fan_uniform = -1  # the fan-out every neuron shares, else -1 (see uniform_fan)
         self.counted: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self) -> None:
@@ -280,7 +292,7 @@ class IFSubtract(TimeScan):
         trace = torch.empty(current.shape, dtype=torch.float32) if self.record_v else torch.empty((1, 1, 1))
         spikes, synops = np.empty((tc, b), np.int64), np.empty((tc, b), np.int64)
         run(if_steps, b, torch.get_num_threads(), cur.reshape(cur.shape[0], b, n).numpy(), const, self.state.numpy(),
-            out.view(tc, b, n).numpy(), np.float32(self.v_th), self.fan, spikes, synops,
+            out.view(tc, b, n).numpy(), np.float32(self.v_th), self.fan, self.fan_uniform, spikes, synops,
             trace.view(trace.shape[0], trace.shape[1], -1).numpy(), self.record_v)
         self.counted = (spikes.sum(1), synops.sum(1))
         self.v_trace = trace if self.record_v else None
@@ -322,7 +334,7 @@ class IFSubtract(TimeScan):
             rest_out = torch.empty((tc, b, layout.rest), dtype=torch.float32)
             rs, rso = np.empty((tc, b), np.int64), np.empty((tc, b), np.int64)
             run(if_steps, b, threads, rest.numpy(), const, self._rest_v.numpy(), rest_out.numpy(), np.float32(self.v_th),
-                self.fan_rest, rs, rso, np.empty((1, 1, 1), np.float32), False)
+                self.fan_rest, self.fan_rest_uniform, rs, rso, np.empty((1, 1, 1), np.float32), False)
             self._rest_counts += rest_out.sum(0)
             spikes, synops = spikes + rs.sum(1), synops + rso.sum(1)
         self.counted = (spikes, synops)
@@ -346,21 +358,26 @@ class IFSubtract(TimeScan):
         out = pool.output_buffer((tc, b, *layout.pooled_chw), torch.float32, cur.device)
         counts = [np.empty((tc, b), np.int64) for _ in range(4)]
         run(if_maxpool_nchw_steps, b, torch.get_num_threads(), cur.reshape(tc, b, n).numpy(), self.state.numpy(),
-            pool.state.numpy(), out.view(tc, b, -1).numpy(), np.float32(self.v_th), self.fan, pool.fan, layout.dims,
-            *counts)
+            pool.state.numpy(), out.view(tc, b, -1).numpy(), np.float32(self.v_th), self.fan, self.fan_uniform, pool.fan,
+            layout.dims, *counts)
         self.counted = (counts[0].sum(1), counts[1].sum(1))
         pool.counted = (counts[2].sum(1), counts[3].sum(1))
         return out
 
-    def fuse(self, pool: SpikeMaxPool, in_chw: tuple[int, int, int]) -> None:
-        """Run ``pool`` inside this module's kernel (see :meth:`_forward_fused`)."""
-        self.pool = pool
-        pool.fused = True
-        self.layout = TapMajor(in_chw, pool.k)
-        fan = torch.from_numpy(self.fan.reshape(1, 1, *in_chw))
-        main, rest = self.layout.split(fan)
-        self.fan_main = np.ascontiguousarray(main.numpy()[0, 0])
+    def fuse(self, pool: SpikeMaxPool, in_chw: tuple[int, int, int]) -> bool:
+        """Run ``pool`` inside this module's kernel (see :meth:`_forward_fused`).
+        Declined (False) unless every neuron a window covers has the same
+        fan-out, as each feeds exactly one window of a non-overlapping
+        pooling: the tap-major kernel counts their SynOps as spikes x that."""
+        layout = TapMajor(in_chw, pool.k)
+        main, rest = layout.split(torch.from_numpy(self.fan.reshape(1, 1, *in_chw)))
+        fan_main = uniform_fan(main.numpy())
+        if fan_main < 0:
+            return False
+        self.pool, pool.fused, self.layout, self.fan_main = pool, True, layout, fan_main
         self.fan_rest = np.ascontiguousarray(rest.numpy()[0, 0]) if rest is not None else self.fan[:0]
+        self.fan_rest_uniform = uniform_fan(self.fan_rest)
+        return True
 
     def neuron_counts(self) -> torch.Tensor | None:
         if self.pool is None or self.pool.state is None:
@@ -647,13 +664,14 @@ class SpikingNetwork(nn.Module):
                 # per (step, image) sums of at most N x max fan-out: int32 when that fits
                 dtype = np.int32 if fan.size * max(float(fan.max(initial=0)), 1.0) < 2**31 else np.int64
                 st.neuron.fan = np.ascontiguousarray(fan.astype(dtype))
+                st.neuron.fan_uniform = uniform_fan(st.neuron.fan)
         if not fuse:
             return
         for prev, st in zip(stages, stages[1:]):
             shape = prev.info.shape_hwc
             chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
             if isinstance(prev.neuron, IFSubtract) and isinstance(st.neuron, SpikeMaxPool) and st.neuron.fusable(chw):
-                prev.neuron.fuse(st.neuron, chw)  # type: ignore[arg-type]
+                prev.neuron.fuse(st.neuron, chw)  # type: ignore[arg-type]  # declined: the modules run apart
 
     def forward(self, x: torch.Tensor, first_current: torch.Tensor | None = None) -> torch.Tensor:
         """Simulate one time chunk.  ``x``: input ``(Tc, B, C, H, W)`` (spikes

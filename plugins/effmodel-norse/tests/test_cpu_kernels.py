@@ -130,6 +130,62 @@ def test_every_kernel_path_is_taken(networks):
     assert general == {("overlap-pad", "pool1"): (3, 2, (0, 0, 0, 0)), ("overlap-pad", "pool2"): (2, 2, (0, 1, 0, 1))}
 
 
+def test_both_ways_of_counting_synops_are_taken(networks):
+    """The kernels count a layer's SynOps as spikes x one fan-out where all its
+    neurons share it, else neuron by neuron; both ways run in the comparisons
+    above.  Fan-outs worked out by hand from SPECS."""
+    from effmodel_norse.simulator import NorseSession
+
+    net = networks["conv-conv-pool"][0]
+    session = NorseSession(net, SimulationConfig(duration=T, options={"kernels": "on"}))
+    neurons = {st.info.name: st.neuron for st in session.stages}
+    assert neurons["conv1"].fan_uniform == -1  # 'same' 11x11 into a 3x3 'valid' conv: 9 x 5 inside, fewer at the borders
+    assert neurons["conv2"].fan_uniform == -1  # 1 inside the 4x4 windows, 0 in the uncovered row and column
+    assert neurons["conv2"].fan_main == 1  # the covered neurons alone: one window each
+    assert neurons["conv3"].fan_uniform == 6  # into a 1x1 'same' conv with 6 filters
+    assert neurons["hidden"].fan_uniform == 4  # into the 4 output units
+    session.close()
+
+
+def _wide_vectors_in_a_fresh_process(env: dict, before: str = "") -> tuple[bool, str | None]:
+    import os
+    import subprocess
+    import sys
+
+    code = before + ("from effmodel_norse import cpu_kernels\nfrom numba.core import config\n"
+                     "print(cpu_kernels.WIDE_VECTORS, config.CPU_FEATURES is not None and config.CPU_FEATURES.endswith('-prefer-256-bit'))")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    out = subprocess.run([sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, check=True).stdout.split()
+    return out[0] == "True", out[1]
+
+
+def _host_has_avx512() -> bool:
+    from pathlib import Path
+
+    try:
+        return any(line.startswith("flags") and " avx512f" in line for line in Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError:
+        pytest.skip("no /proc/cpuinfo to read the CPU's features from")
+
+
+def test_wide_vectors_where_the_cpu_has_avx512():
+    """512-bit vectors (``cpu_kernels.prefer_wide_vectors``) exactly where the
+    CPU has AVX-512, read here from /proc/cpuinfo, not from LLVM; and this
+    test process compared the kernels with them (the equality tests above
+    ran in it)."""
+    from effmodel_norse import cpu_kernels
+
+    wide = _host_has_avx512()
+    assert _wide_vectors_in_a_fresh_process({}) == (wide, str(wide))
+    assert cpu_kernels.WIDE_VECTORS == wide
+
+
+def test_users_numba_settings_and_earlier_numba_code_keep_numba_defaults():
+    assert _wide_vectors_in_a_fresh_process({"NUMBA_CPU_NAME": "generic"}) == (False, "False")
+    compiled_first = "import numba\nnumba.njit(lambda x: x + 1)(1)\n"  # numba's code generator exists before ours
+    assert _wide_vectors_in_a_fresh_process({}, compiled_first) == (False, "False")
+
+
 def test_kernel_option_is_checked(networks):
     from effmodel_norse.simulator import NorseSession
 
@@ -179,3 +235,26 @@ def test_without_numba_auto_falls_back_and_on_says_why(networks, monkeypatch):
     auto.close()
     with pytest.raises(UsageError, match="kernels=on needs numba"):
         NorseSession(net, SimulationConfig(duration=T, options={"kernels": "on"}))
+
+
+def test_fusion_is_declined_where_covered_neurons_differ_in_fan_out(networks):
+    """The tap-major kernel counts a fused layer's SynOps as spikes x one
+    fan-out; a layer whose covered neurons differ (never from
+    ``fanout_map`` for non-overlapping pooling, but a plugin could hand
+    others) keeps IF and pooling apart."""
+    import numpy as np
+
+    from effmodel_norse.network import build_network
+
+    net = networks["conv-pool"][0]
+    snn = build_network(net)
+    conv, pool = snn.stages[0].neuron, snn.stages[1].neuron
+    fan = np.ones(6 * 10 * 10, np.int32)
+    conv.fan = fan.copy()
+    fan[7] = 2
+    assert conv.fuse(pool, (6, 10, 10)) is True and conv.fan_main == 1 and pool.fused
+    other = build_network(net)
+    conv, pool = other.stages[0].neuron, other.stages[1].neuron
+    conv.fan = fan
+    assert conv.fuse(pool, (6, 10, 10)) is False
+    assert conv.pool is None and not pool.fused
