@@ -12,8 +12,8 @@ Exactness: the arithmetic is the torch path's, operation for operation, in
 float32: ``v = v + i``; ``z = v >= th``; ``v = v - th`` where ``z`` (the
 torch path subtracts ``z * th``, which is ``th`` or exactly 0).  Spikes,
 SynOps and membrane potentials are therefore bit-identical to the torch path
-(tested), and the neuron arithmetic is the GPU's fp32 path's, at any vector width
-(:func:`prefer_wide_vectors`).  Counts are integers: spikes and SynOps per
+at any vector width (tested; :func:`prefer_wide_vectors`), whose neuron
+arithmetic is also the GPU's fp32 path's.  Counts are integers: spikes and SynOps per
 (step, image) are summed in the fan-outs' integer type, int32 where the
 largest possible sum fits it (:meth:`SpikingNetwork.use_cpu_kernels`), else
 int64: exact at any size.
@@ -38,7 +38,7 @@ def prefer_wide_vectors() -> bool:
     has AVX-512.  Why: LLVM's tuning for AVX-512 Intel cores prefers 256-bit
     vectors (a guard against the clock drop of early Skylake chips); here the
     kernels are bound by vector instructions, and 512-bit vectors made the
-    fused IF + pooling kernel 1.4x faster (benchmarks/README.md).  Elementwise
+    fused IF + pooling kernel about 1.5x faster (benchmarks/README.md).  Elementwise
     float32 operations give the same bits at any width, so results do not
     change.
 
