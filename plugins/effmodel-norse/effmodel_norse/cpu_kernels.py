@@ -46,10 +46,13 @@ def prefer_wide_vectors() -> bool:
     (the host's own name and features, plus ``-prefer-256-bit``), set before
     numba builds its code generator.  Skipped, and numba's defaults kept,
     when the user set ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` (their choice
-    wins), when this process already compiled numba code (the code generator
-    exists and cannot change), or without AVX-512.  Returns whether it
-    applied."""
+    wins) or turned AVX off (``NUMBA_ENABLE_AVX=0``: numba's feature list,
+    used here, then has none), when this process already compiled numba code
+    (the code generator exists and cannot change), or without AVX-512.
+    Returns whether it applied."""
+    import llvmlite.binding as llvm
     from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
     from numba.core.registry import cpu_target
 
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
@@ -58,13 +61,11 @@ def prefer_wide_vectors() -> bool:
         return False
     if "_toplevel_target_context" in vars(cpu_target):  # numba's code generator already exists
         return False
-    import llvmlite.binding as llvm
-
-    features = llvm.get_host_cpu_features()
-    if not features.get("avx512f"):
+    features = get_host_cpu_features()  # what numba itself would use, NUMBA_ENABLE_AVX honoured
+    if "+avx512f" not in features.split(","):
         return False
     config.CPU_NAME = llvm.get_host_cpu_name()
-    config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+    config.CPU_FEATURES = features + ",-prefer-256-bit"
     return True
 
 

@@ -182,6 +182,7 @@ def test_wide_vectors_where_the_cpu_has_avx512():
 
 def test_users_numba_settings_and_earlier_numba_code_keep_numba_defaults():
     assert _wide_vectors_in_a_fresh_process({"NUMBA_CPU_NAME": "generic"}) == (False, "False")
+    assert _wide_vectors_in_a_fresh_process({"NUMBA_ENABLE_AVX": "0"}) == (False, "False")
     compiled_first = "import numba\nnumba.njit(lambda x: x + 1)(1)\n"  # numba's code generator exists before ours
     assert _wide_vectors_in_a_fresh_process({}, compiled_first) == (False, "False")
 
