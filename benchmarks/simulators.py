@@ -144,12 +144,11 @@ def worker(args: argparse.Namespace) -> None:
     if args.clock == "cpu" and args.simulator == "norse":
         options.setdefault("threads", 1)
     if args.floor and (options.get("device") or "cpu") == "cpu":
-        import torch
-
         from effmodel.threads import idle_cores
 
-        options.setdefault("threads", idle_cores())  # the floor is timed with the simulation's threads
-        torch.set_num_threads(int(options["threads"]))
+        # the floor is timed with the simulation's threads; torch is not imported
+        # here: the plugin sets OpenMP's spin before it loads torch, as in a user's run
+        options.setdefault("threads", idle_cores())
 
     def run(limit: int):
         cfg = SimulationConfig(duration=args.steps, batch_size=batch, options=options, workdir=Path(tempfile.mkdtemp()))

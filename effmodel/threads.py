@@ -124,12 +124,40 @@ def idle_cores(cores: int | None = None) -> int:
     return max(1, min(cores, int(round(cores - others))))
 
 
+OPENMP_SPIN_COUNT = "10000"
+
+
+def short_openmp_spin() -> bool:
+    """Let idle OpenMP workers sleep after a short spin (``GOMP_SPINCOUNT``).
+
+    Why: torch's OpenMP runtime (libgomp in the pip wheels) keeps its
+    workers spinning 300,000 rounds after every parallel region, 10-20 ms on
+    a core whose ``pause`` takes ~140 cycles.  The Norse CPU kernels run on
+    their own threads between torch's regions, so those spinning workers
+    took the cores the kernels needed: with two threads the fused kernel
+    ran *slower* than with one.  10,000 rounds (under a millisecond) made
+    two-thread Norse runs of conv-heavy models 4-31 % faster without slowing
+    torch's own back-to-back regions (``OMP_WAIT_POLICY=passive`` did: the
+    small convolutions of the LargeCNN1 floor ran 2x slower;
+    benchmarks/README.md).
+
+    Only sets the variable where neither it nor ``OMP_WAIT_POLICY`` is set
+    (the user's choice wins), and it takes effect only for an OpenMP runtime
+    loaded afterwards: call it before torch is imported.  Returns whether it
+    set it."""
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    return True
+
+
 def configure_threads(n: int | None = None, *, import_torch: bool = False) -> int:
     """Size every thread pool to ``n`` threads (default :func:`available_cores`).
 
     * ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/... and ``TF_NUM_INTRAOP_THREADS``
       (``TF_NUM_INTEROP_THREADS`` = 1) are set when not already set by the
-      user (they take effect for libraries not loaded yet);
+      user (they take effect for libraries not loaded yet), and OpenMP's
+      idle workers spin only briefly (:func:`short_openmp_spin`);
     * torch, if imported (or ``import_torch``): ``set_num_threads(n)`` and,
       once per process before any parallel work, ``set_num_interop_threads(1)``
       (inter-op parallelism only oversubscribes for our sequential graphs);
@@ -144,6 +172,7 @@ def configure_threads(n: int | None = None, *, import_torch: bool = False) -> in
         os.environ.setdefault(var, str(n))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(n))  # read when TensorFlow starts its runtime
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    short_openmp_spin()
     torch = sys.modules.get("torch")
     if torch is None and import_torch:
         try:
@@ -168,4 +197,4 @@ def configure_threads(n: int | None = None, *, import_torch: bool = False) -> in
     return n
 
 
-__all__ = ["available_cores", "cgroup_quota_cores", "configure_threads", "idle_cores", "THREAD_ENV_VARS"]
+__all__ = ["available_cores", "cgroup_quota_cores", "configure_threads", "idle_cores", "short_openmp_spin", "THREAD_ENV_VARS"]

@@ -73,3 +73,41 @@ def test_configure_threads_leaves_torch_unimported():
         "print(json.dumps({'torch': 'torch' in sys.modules, 'tf': 'tensorflow' in sys.modules}))"
     )
     assert _child(code) == {"torch": False, "tf": False}
+
+
+def test_short_openmp_spin_leaves_a_users_choice(monkeypatch):
+    from effmodel.threads import OPENMP_SPIN_COUNT, short_openmp_spin
+
+    for var in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+    assert short_openmp_spin() is True and os.environ["GOMP_SPINCOUNT"] == OPENMP_SPIN_COUNT == "10000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "123")
+    assert short_openmp_spin() is False and os.environ["GOMP_SPINCOUNT"] == "123"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    assert short_openmp_spin() is False and "GOMP_SPINCOUNT" not in os.environ
+
+
+_SPY_ON_TORCH = (
+    "import sys, os, json\n"
+    "seen = {}\n"
+    "class Spy:\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name == 'torch' and 'torch' not in seen:\n"
+    "            seen['torch'] = os.environ.get('GOMP_SPINCOUNT')\n"
+    "sys.meta_path.insert(0, Spy())\n"
+    "from effmodel import plugins\n"
+    "plugins.get_simulators()['norse'].auto_batch_size(None, 10, 5, {'device': 'cpu'})\n"
+    "print(json.dumps(seen))\n"
+)
+
+
+@pytest.mark.parametrize("user, seen", [({}, "10000"), ({"OMP_WAIT_POLICY": "active"}, None), ({"GOMP_SPINCOUNT": "7"}, "7")])
+def test_norse_sets_the_short_spin_before_torch_loads(user, seen):
+    """libgomp reads ``GOMP_SPINCOUNT`` once, when torch loads it: the Norse
+    plugin must set it before its first ``import torch`` (seen here by an
+    import hook at that moment), and never over the user's own setting."""
+    pytest.importorskip("effmodel_norse")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")} | user
+    out = subprocess.run([sys.executable, "-c", _SPY_ON_TORCH], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"torch": seen}
