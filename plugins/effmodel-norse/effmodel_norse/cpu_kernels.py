@@ -74,6 +74,18 @@ WIDE_VECTORS = prefer_wide_vectors()
 from numba import njit  # noqa: E402  (after prefer_wide_vectors: numba's code generator reads its settings once)
 
 
+@njit(inline="always")
+def if_step(v, i, th):  # pragma: no cover - compiled
+    """One IF neuron step, the arithmetic every kernel shares: ``x = v + i``;
+    spike ``z = x >= th`` (as 0/1 float32); reset by subtraction, ``x - z*th``
+    (``z*th`` is ``th`` or exactly 0, as in the torch path).  Returns the new
+    potential and ``z``.  Inlined by numba into the calling loop, whose shape
+    LLVM then vectorises as before."""
+    x = v + i
+    z = np.float32(x >= th)
+    return x - z * th, z
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def if_steps(j0, j1, cur, const, v, out, th, fan, fan_uniform, spikes_tb, synops_tb, trace, keep_trace):  # pragma: no cover - compiled
     """IF neurons with reset by subtraction over one time chunk.
@@ -100,13 +112,11 @@ def if_steps(j0, j1, cur, const, v, out, th, fan, fan_uniform, spikes_tb, synops
             s = zero
             so = zero
             for i in range(n):
-                x = vj[i] + cj[i]
-                zf = np.float32(x >= th)
-                vj[i] = x - zf * th
+                vj[i], zf = if_step(vj[i], cj[i], th)
                 oj[i] = zf
-                s += np.int32(x >= th)
+                s += np.int32(zf)
                 if not uniform:  # loop-invariant: compiled once with, once without
-                    so += fan[i] if x >= th else zero
+                    so += fan[i] if zf != 0 else zero
             spikes_tb[t, j] = s
             synops_tb[t, j] = s * fan_uniform if uniform else so
             if keep_trace:
@@ -204,18 +214,10 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                 c0, c1, c2, c3 = cnt[j, 0], cnt[j, 1], cnt[j, 2], cnt[j, 3]
                 i0, i1, i2, i3 = cj[0], cj[1], cj[2], cj[3]
                 for i in range(p_n):
-                    x0 = v0[i] + i0[i]
-                    x1 = v1[i] + i1[i]
-                    x2 = v2[i] + i2[i]
-                    x3 = v3[i] + i3[i]
-                    z0 = np.float32(x0 >= th)
-                    z1 = np.float32(x1 >= th)
-                    z2 = np.float32(x2 >= th)
-                    z3 = np.float32(x3 >= th)
-                    v0[i] = x0 - z0 * th
-                    v1[i] = x1 - z1 * th
-                    v2[i] = x2 - z2 * th
-                    v3[i] = x3 - z3 * th
+                    v0[i], z0 = if_step(v0[i], i0[i], th)
+                    v1[i], z1 = if_step(v1[i], i1[i], th)
+                    v2[i], z2 = if_step(v2[i], i2[i], th)
+                    v3[i], z3 = if_step(v3[i], i3[i], th)
                     n0 = c0[i] + z0
                     n1 = c1[i] + z1
                     n2 = c2[i] + z2
@@ -224,7 +226,7 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                     c1[i] = n1
                     c2[i] = n2
                     c3[i] = n3
-                    s1 += np.int32(x0 >= th) + np.int32(x1 >= th) + np.int32(x2 >= th) + np.int32(x3 >= th)
+                    s1 += np.int32(z0) + np.int32(z1) + np.int32(z2) + np.int32(z3)
                     # the first tap with the highest count wins (strictly more to replace)
                     m = n0
                     z = z0
@@ -242,12 +244,10 @@ def if_maxpool_steps(j0, j1, cur, const, v, cnt, out, th, fan_if, fan_pool, spik
                 cp = cnt[j, p]
                 ip = cj[p]
                 for i in range(p_n):
-                    x = vp[i] + ip[i]
-                    zf = np.float32(x >= th)
-                    vp[i] = x - zf * th
+                    vp[i], zf = if_step(vp[i], ip[i], th)
                     c = cp[i] + zf
                     cp[i] = c
-                    s1 += np.int32(x >= th)
+                    s1 += np.int32(zf)
                     w = c > bj[i]  # strictly more: ties stay with the earlier tap
                     bj[i] = c if w else bj[i]
                     oj[i] = zf if w else oj[i]
@@ -297,14 +297,12 @@ def if_maxpool_nchw_steps(j0, j1, cur, v, key, out, th, fan_if, fan_if_uniform, 
             s1 = zero
             so1 = zero
             for i in range(n):
-                x = vj[i] + xj[i]
-                zf = np.float32(x >= th)
-                vj[i] = x - zf * th
+                vj[i], zf = if_step(vj[i], xj[i], th)
                 kp = kj[i]
                 kj[i] = two * np.floor(kp * half) + zf * kk2 + zf  # drop the last step's spike bit, add this step's
-                s1 += np.int32(x >= th)
+                s1 += np.int32(zf)
                 if not uniform:
-                    so1 += fan_if[i] if x >= th else zero
+                    so1 += fan_if[i] if zf != 0 else zero
             for ch in range(c):
                 for oy in range(oh):
                     o = (ch * oh + oy) * ow
