@@ -193,17 +193,10 @@ class NorseSession:
         self.stages = list(self.net.stages)
         self.output = self.stages[-1]
         # exact fan-out per stage, in the stage's NCHW order (integers; float64 on the device)
-        fan_nchw: dict[str, np.ndarray] = {}
-        for st in self.stages:
-            fan = fanout_map(self.spec, st.info.index)
-            if fan.ndim == 3:
-                fan = fan.transpose(2, 0, 1)
-            fan_nchw[st.info.name] = np.ascontiguousarray(fan).reshape(-1)
+        fan_nchw = {st.info.name: self._fanout_nchw(st.info.index) for st in self.stages}
         self.fanout = {n: torch.from_numpy(f.astype(np.float64)).to(self.device) for n, f in fan_nchw.items()}
-        fan_in = fanout_map(self.spec, -1)  # Poisson input: spikes of the input are events
-        if fan_in.ndim == 3:
-            fan_in = fan_in.transpose(2, 0, 1)
-        self.input_fanout = torch.from_numpy(np.ascontiguousarray(fan_in).reshape(-1).astype(np.float64)).to(self.device)
+        fan_in = self._fanout_nchw(-1)  # Poisson input: spikes of the input are events
+        self.input_fanout = torch.from_numpy(fan_in.astype(np.float64)).to(self.device)
         if self.kernels:
             self.net.use_cpu_kernels(fan_nchw)
         self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
@@ -221,6 +214,14 @@ class NorseSession:
         self._deferred: dict[str, torch.Tensor] = {}
         self._record = False
         self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
+
+    def _fanout_nchw(self, index: int) -> np.ndarray:
+        """:func:`effmodel.counting.fanout_map` of layer ``index`` (-1: the
+        input), flattened in torch's NCHW order."""
+        fan = fanout_map(self.spec, index)
+        if fan.ndim == 3:
+            fan = fan.transpose(2, 0, 1)
+        return np.ascontiguousarray(fan).reshape(-1)
 
     # --- device settings -----------------------------------------------------------
     def _use_kernels(self, kernels: str, neuron: str, dtype_name: str) -> bool:
