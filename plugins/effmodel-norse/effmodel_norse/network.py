@@ -160,6 +160,11 @@ class AvgPool(nn.Module):
 # --- neurons -----------------------------------------------------------------------
 
 
+def chw(shape_hwc: tuple[int, ...]) -> tuple[int, ...]:
+    """A layer's shape in Keras order (H, W, C) -> torch's (C, H, W); flat shapes unchanged."""
+    return (shape_hwc[2], shape_hwc[0], shape_hwc[1]) if len(shape_hwc) == 3 else tuple(shape_hwc)
+
+
 def uniform_fan(fan: np.ndarray) -> int:
     """The fan-out all neurons of ``fan`` share, or -1 where they differ (or
     there are none).  The kernels then count SynOps as spikes x fan-out
@@ -668,10 +673,9 @@ class SpikingNetwork(nn.Module):
         if not fuse:
             return
         for prev, st in zip(stages, stages[1:]):
-            shape = prev.info.shape_hwc
-            chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
-            if isinstance(prev.neuron, IFSubtract) and isinstance(st.neuron, SpikeMaxPool) and st.neuron.fusable(chw):
-                prev.neuron.fuse(st.neuron, chw)  # type: ignore[arg-type]  # declined: the modules run apart
+            in_chw = chw(prev.info.shape_hwc)
+            if isinstance(prev.neuron, IFSubtract) and isinstance(st.neuron, SpikeMaxPool) and st.neuron.fusable(in_chw):
+                prev.neuron.fuse(st.neuron, in_chw)  # type: ignore[arg-type]  # declined: the modules run apart
 
     def forward(self, x: torch.Tensor, first_current: torch.Tensor | None = None) -> torch.Tensor:
         """Simulate one time chunk.  ``x``: input ``(Tc, B, C, H, W)`` (spikes

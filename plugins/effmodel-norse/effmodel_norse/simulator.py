@@ -84,7 +84,7 @@ from effmodel.errors import SimulationError, UsageError
 from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
 from effmodel.specs import ArchitectureSpec
 
-from .network import SpikeMaxPool, build_network, import_norse
+from .network import SpikeMaxPool, build_network, chw, import_norse
 
 OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout",
            "precision", "threads", "kernels")
@@ -397,7 +397,7 @@ class NorseSession:
         for st in self.stages:
             a = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
             if self._record:
-                a["counts"] = torch.zeros((b, *self._chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
+                a["counts"] = torch.zeros((b, *chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
             self._acc[st.info.name] = a
         self.output.neuron.record_v = True
         analog = self.config.input_encoding == "analog"
@@ -408,7 +408,7 @@ class NorseSession:
                 a_in["counts"] = torch.zeros((b, *xt.shape[1:]), dtype=torch.float32, device=dev)
             self._acc["input"] = a_in
         self._deferred = {
-            st.info.name: torch.empty((T, b, *self._chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
+            st.info.name: torch.empty((T, b, *chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
             for st in self.stages
             if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and st.neuron.fan is None
         }
@@ -474,10 +474,6 @@ class NorseSession:
         if self.readout == "spikes":
             pred_t = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(pred_t, -1))
         return (pred_t == labels).sum(1), pred_t[-1]
-
-    @staticmethod
-    def _chw(shape_hwc: tuple[int, ...]) -> tuple[int, ...]:
-        return (shape_hwc[2], shape_hwc[0], shape_hwc[1]) if len(shape_hwc) == 3 else tuple(shape_hwc)
 
     def close(self) -> None:
         for h in self._hooks:
