@@ -37,8 +37,9 @@ def test_cgroup_v1_quota_and_smallest_wins(tmp_path):
     assert cgroup_quota_cores(tmp_path / "missing", proc_cgroup="0::/\n") is None
 
 
-def _child(code: str, env: dict[str, str] | None = None) -> dict:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("EFFMODEL_NUM_THREADS", "OMP_NUM_THREADS")}
+def _child(code: str, env: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict:
+    """Run ``code`` in a fresh Python; its last output line is JSON."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("EFFMODEL_NUM_THREADS", "OMP_NUM_THREADS", *drop)}
     full_env.update(env or {})
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=REPO, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -108,6 +109,4 @@ def test_norse_sets_the_short_spin_before_torch_loads(user, seen):
     plugin must set it before its first ``import torch`` (seen here by an
     import hook at that moment), and never over the user's own setting."""
     pytest.importorskip("effmodel_norse")
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")} | user
-    out = subprocess.run([sys.executable, "-c", _SPY_ON_TORCH], capture_output=True, text=True, env=env, cwd=REPO, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"torch": seen}
+    assert _child(_SPY_ON_TORCH, user, drop=("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")) == {"torch": seen}
