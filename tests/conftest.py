@@ -56,12 +56,10 @@ def _share_cores_between_xdist_workers() -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     if "PYTEST_XDIST_WORKER" not in os.environ or workers < 2:
         return
-    from effmodel.threads import THREAD_ENV_VARS, available_cores
+    from effmodel.threads import available_cores, configure_threads
 
-    n = str(max(1, available_cores() // workers))
-    for var in ("EFFMODEL_NUM_THREADS", *THREAD_ENV_VARS, "TF_NUM_INTRAOP_THREADS"):
-        os.environ.setdefault(var, n)
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("EFFMODEL_NUM_THREADS", str(max(1, available_cores() // workers)))
+    configure_threads(available_cores())  # reads EFFMODEL_NUM_THREADS; sets what a run sets, only where unset
 
 
 _share_cores_between_xdist_workers()
