@@ -3,7 +3,8 @@
 ``EFFMODEL_FAULT_KILL_AT=<point>[@<model>]`` (comma-separated for several)
 makes the process SIGKILL itself when it reaches ``<point>`` (for ``<model>``
 only, if given).  The points are ``train`` (after fitting, before the model
-is saved into the cache), ``convert`` (before conversion), ``simulate``
+is saved into the cache), ``train-epoch`` (after an epoch's checkpoint is
+written; ``<model>`` is ``<name>:<epoch>``, e.g. ``SmallCNN1:2``), ``convert`` (before conversion), ``simulate``
 (after the first simulated batch), ``store-write``
 (inside the result transaction, before commit) and ``csv-export`` (after
 ``results.csv`` was replaced, before ``timesteps.csv``).  Unset, each point

@@ -100,8 +100,10 @@ def test_train_miss_then_hit_and_stale_tmp_ignored(smallcnn1, mnist, tmp_path, m
     assert meta["settings"]["seed"] == 0 and meta["key"] == key
     assert 0.1 < first.test_accuracy <= 1.0 and first.test_accuracy != 1.0  # not the stale meta
     assert (cache / key / "logs").is_dir()
-    # this process's own temporary folder is gone; the only entry is the complete one
-    assert [p.name for p in cache.iterdir() if not p.name.startswith(".tmp-")] == [key]
+    # this process's own temporary folder and the epoch checkpoint are gone; the only
+    # entry is the complete one (beside the training lock file, which stays)
+    assert [p.name for p in cache.iterdir() if not p.name.startswith((".tmp-", ".lock-"))] == [key]
+    assert not (cache / f".ckpt-{key}").exists()
     assert not list(cache.glob(f".tmp-{key}-{os.getpid()}"))
 
     mtime = first.path.stat().st_mtime_ns
@@ -117,7 +119,7 @@ def test_train_miss_then_hit_and_stale_tmp_ignored(smallcnn1, mnist, tmp_path, m
     monkeypatch.setattr(training, "training_code_version", lambda: "changed-code")
     third = train(smallcnn1, arrays, ds.validation_fraction, SETTINGS, cache, verbose=0)
     assert not third.cache_hit and third.key != key
-    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".tmp-")) == sorted([key, third.key])
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith((".tmp-", ".lock-"))) == sorted([key, third.key])
 
 
 def test_incomplete_entry_is_not_a_hit(smallcnn1, mnist, tmp_path):
