@@ -10,10 +10,12 @@ chosen with ``--executor local|ray``:
 - ``ray`` submits every item as a Ray task to the cluster at
   ``--ray-address`` (or ``RAY_ADDRESS``), or to a Ray instance started here.
 
-One writer: a worker only *computes* (:func:`effmodel.pipeline.compute_item`
-with a temporary scratch folder) and sends the :class:`ItemResult` back; the
-driver alone writes the SQLite store and the CSVs, item by item, through
-:func:`execute`.  Items already stored are not submitted (the store's
+One driver for every executor, :func:`execute`: it skips stored items, holds
+the time budget (:mod:`effmodel.budget`: no item starts that is not expected
+to finish in time, and workers get the deadline), and is the one writer: a
+worker only *computes* (:func:`effmodel.pipeline.compute_item`) and sends
+the :class:`ItemResult` back; the driver alone writes the SQLite store and
+the CSVs, item by item.  Items already stored are not submitted (the store's
 ``has_result``, shared with ``run``), so a rerun after the driver was killed
 continues where it stopped.  A worker that dies (node lost, OOM, SIGKILL) is
 retried a bounded number of times; an item that fails for good is reported
@@ -30,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+from .budget import BudgetExhausted
 from .errors import EffmodelError, UsageError
 
 EXECUTORS = ("local", "ray")
@@ -82,6 +85,8 @@ class WorkItem:
     network: Any = None  # a converted network (--model-file), else trained from spec
     key: str = ""  # pipeline.item_key(spec, settings)
     env: tuple[tuple[str, str], ...] = ()  # FORWARDED_ENV as the driver sees it
+    deadline: float | None = None  # the time budget's end, a time.time()
+    epoch_seconds: float | None = None  # the driver's estimate of one training epoch
 
     @property
     def name(self) -> str:
@@ -98,10 +103,11 @@ class ItemOutcome:
     node: str = ""
     seconds: float = 0.0
     attempts: int = 1
+    left: bool = False  # stopped by the time budget: not failed, left for a rerun
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.left
 
 
 @dataclass
@@ -112,6 +118,14 @@ class ExecutionSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # not started or stopped by the time budget
+    smallest_left: float | None = None  # the least expected seconds among items never started
+
+    def budget_line(self, total: int) -> str:
+        """The closing line of a time-budgeted command."""
+        stored = len(self.done) + len(self.skipped)
+        return (f"{stored} of {total} items stored; {len(self.left)} left; "
+                "rerun the same command to continue")
 
 
 def driver_env() -> tuple[tuple[str, str], ...]:
@@ -182,6 +196,8 @@ def compute_in_worker(item: WorkItem, compute: ComputeFn | None = None, threads:
         _check_data_dir(item, node)
         result = (compute or _compute_item)(item, workdir)
         return ItemOutcome(item, result=result, node=node, seconds=time.perf_counter() - start)
+    except BudgetExhausted as exc:
+        return ItemOutcome(item, error=str(exc), node=node, seconds=time.perf_counter() - start, left=True)
     except EffmodelError as exc:
         return ItemOutcome(item, error=str(exc), node=node, seconds=time.perf_counter() - start)
     except Exception as exc:  # a bug or a library error: report it with the item, go on
@@ -196,7 +212,8 @@ def _compute_item(item: WorkItem, workdir: str) -> Any:
     from .pipeline import compute_item
 
     return compute_item(item.spec, item.settings, item.run_id, family=item.family, network=item.network,
-                        workdir=Path(workdir) / "sim", log=lambda m: None)
+                        workdir=Path(workdir) / "sim", log=lambda m: None, key=item.key or None,
+                        deadline=item.deadline, epoch_seconds_guess=item.epoch_seconds)
 
 
 def _init_pool_worker(threads: int, env: tuple[tuple[str, str], ...]) -> None:
@@ -222,15 +239,49 @@ def _ray_task(item: WorkItem, compute: ComputeFn | None, threads: int) -> ItemOu
 Event = tuple[str, Any]  # ("started", WorkItem) or ("finished", ItemOutcome)
 
 
-def run_in_process(items: Sequence[WorkItem], compute: ComputeFn | None = None) -> Iterator[Event]:
-    """One item after the other in this process (``--executor local --jobs 1``)."""
+Admit = Callable[[WorkItem], "WorkItem | None"]  # the time budget's gate: the item to start, or None
+
+
+def _admit_all(item: WorkItem) -> WorkItem:
+    return item
+
+
+def run_in_process(items: Sequence[WorkItem], compute: ComputeFn | None = None, admit: Admit = _admit_all,
+                   stop_on_error: bool = False) -> Iterator[Event]:
+    """One item after the other in this process (``--executor local --jobs 1``).
+
+    ``stop_on_error``: an item's error propagates as it was raised (``run``:
+    its one-line message and exit status), instead of a failed outcome."""
     for item in items:
-        yield "started", item
-        yield "finished", compute_in_worker(item, compute)
+        started = admit(item)
+        if started is None:  # held back by the time budget (the gate records it)
+            continue
+        yield "started", started
+        if not stop_on_error:
+            yield "finished", compute_in_worker(started, compute)
+            continue
+        begin = time.perf_counter()
+        try:
+            result = (compute or _compute_in_process)(started, "")
+        except BudgetExhausted as exc:
+            yield "finished", ItemOutcome(started, error=str(exc), node=_node(), seconds=time.perf_counter() - begin,
+                                          left=True)
+            continue
+        yield "finished", ItemOutcome(started, result=result, node=_node(), seconds=time.perf_counter() - begin)
+
+
+def _compute_in_process(item: WorkItem, workdir: str) -> Any:
+    """``run --jobs 1``: the simulator's scratch folder under the output folder, progress on stderr."""
+    from .pipeline import compute_item
+    from .progress import image_progress
+
+    return compute_item(item.spec, item.settings, item.run_id, family=item.family, network=item.network,
+                        progress=image_progress, key=item.key or None, deadline=item.deadline,
+                        epoch_seconds_guess=item.epoch_seconds)
 
 
 def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, compute: ComputeFn | None = None,
-                   max_retries: int = DEFAULT_MAX_RETRIES) -> Iterator[Event]:
+                   max_retries: int = DEFAULT_MAX_RETRIES, admit: Admit = _admit_all) -> Iterator[Event]:
     """``workers`` spawned processes with ``threads`` threads each.
 
     A worker that dies breaks the whole pool, and the pool cannot say whose
@@ -270,7 +321,9 @@ def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, comput
                         suspects.appendleft(item)
             else:
                 while pending and len(inflight) < workers:
-                    item = pending.popleft()
+                    item = admit(pending.popleft())
+                    if item is None:
+                        continue
                     if not submit(item):
                         pending.appendleft(item)  # never started: it goes in the next pool as it is
                         break
@@ -345,7 +398,8 @@ def connect_ray(address: str | None) -> Any:
     return ray
 
 
-def run_on_ray(items: Sequence[WorkItem], settings: ExecutorSettings, compute: ComputeFn | None = None) -> Iterator[Event]:
+def run_on_ray(items: Sequence[WorkItem], settings: ExecutorSettings, compute: ComputeFn | None = None,
+               admit: Admit = _admit_all) -> Iterator[Event]:
     """Every item as a Ray task with ``cpus_per_item``/``gpus_per_item``.
 
     Ray retries a task whose worker died up to ``max_retries`` times (never a
@@ -364,9 +418,13 @@ def run_on_ray(items: Sequence[WorkItem], settings: ExecutorSettings, compute: C
         while pending or inflight:
             limit = settings.jobs or _ray_capacity(ray, settings)  # nodes that join raise it
             while pending and len(inflight) < limit:
-                item = pending.popleft()
+                item = admit(pending.popleft())
+                if item is None:
+                    continue
                 inflight[task.remote(item, compute, threads)] = item
                 yield "started", item
+            if not inflight:
+                break
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
                 item = inflight.pop(ref)
@@ -392,17 +450,20 @@ def _ray_capacity(ray: Any, settings: ExecutorSettings) -> int:
     return max(1, min(fits))
 
 
-def events(items: Sequence[WorkItem], settings: ExecutorSettings, compute: ComputeFn | None = None) -> Iterator[Event]:
-    """The ("started", item) and ("finished", outcome) events of the chosen executor."""
+def events(items: Sequence[WorkItem], settings: ExecutorSettings, compute: ComputeFn | None = None,
+           admit: Admit = _admit_all, stop_on_error: bool = False) -> Iterator[Event]:
+    """The ("started", item) and ("finished", outcome) events of the chosen
+    executor; ``admit`` may hold an item back (the time budget: it is then
+    never started, and the pool and Ray executors report nothing for it)."""
     if settings.kind == "ray":
-        return run_on_ray(items, settings, compute)
+        return run_on_ray(items, settings, compute, admit)
     workers = settings.local_workers()
     if workers == 1:
-        return run_in_process(items, compute)
+        return run_in_process(items, compute, admit, stop_on_error)
     from .threads import available_cores
 
     threads = max(1, available_cores() // workers)
-    return run_local_pool(items, workers, threads, compute, settings.max_retries)
+    return run_local_pool(items, workers, threads, compute, settings.max_retries, admit)
 
 
 # --- the driver: the one writer ----------------------------------------------------------
@@ -416,14 +477,25 @@ def execute(
     compute: ComputeFn | None = None,
     display: Any = None,
     export_csv: bool = True,
+    budget: Any = None,
+    estimate: Callable[[WorkItem, Any], Any] | None = None,
+    stop_on_error: bool = False,
 ) -> ExecutionSummary:
     """Compute every item not yet stored and store each result as it arrives.
 
     Only this function (the driver) writes: ``store.write_result`` replaces a
     stored row of the same identity, and the CSVs are exported after every
     item, so a killed driver leaves CSVs that match the store.  ``force``
-    recomputes stored items.  ``display`` (a :class:`effmodel.progress.ItemProgress`)
-    shows what is done, running and failed.
+    recomputes stored items.  ``display`` (a :class:`effmodel.progress.ItemProgress`
+    or anything with its methods) shows what is done, running and failed.
+
+    :param budget: a :class:`effmodel.budget.TimeBudget`: an item whose
+        estimate (``estimate(item, estimator)``, default
+        :func:`effmodel.pipeline.estimate_item` calibrated by the store's
+        stored phase times) does not fit in the time left is not started, and
+        started items get the deadline; both end up in ``summary.left``.
+    :param stop_on_error: with the in-process executor, an item's error
+        propagates as raised (``run --jobs 1``) instead of being reported.
     """
     summary = ExecutionSummary()
     todo: list[WorkItem] = []
@@ -438,7 +510,8 @@ def execute(
         display.set_total(len(todo))
     env = driver_env()
     todo = [item if item.env else _with_env(item, env) for item in todo]
-    for kind, payload in events(todo, settings, compute):
+    admit = _admit_all if budget is None else _budget_gate(budget, store, estimate or _estimate_item, summary, display)
+    for kind, payload in events(todo, settings, compute, admit, stop_on_error):
         if kind == "started":
             if display is not None:
                 display.started(payload.name)
@@ -455,11 +528,45 @@ def execute(
             summary.rows.append(dict(r.row))
             if display is not None:
                 display.finished(name, outcome.seconds, outcome.node)
+        elif outcome.left:
+            summary.left.append(name)
+            if display is not None:
+                display.log(outcome.error or f"{name}: stopped by the time budget")
         else:
             summary.failed.append((name, outcome.error or "unknown error"))
             if display is not None:
                 display.failed(name, outcome.error or "unknown error", outcome.node)
     return summary
+
+
+def _estimate_item(item: WorkItem, estimator: Any) -> Any:
+    from .pipeline import estimate_item
+
+    return estimate_item(item.spec, item.settings, estimator, trained=item.network is not None)
+
+
+def _budget_gate(budget: Any, store: Any, estimate: Callable[[WorkItem, Any], Any], summary: ExecutionSummary,
+                 display: Any) -> Admit:
+    """The time budget's gate: start an item only if its estimate fits in the
+    time left, and hand it the deadline and the expected epoch time."""
+    from dataclasses import replace
+
+    from .budget import PhaseEstimator, describe_seconds
+
+    def admit(item: WorkItem) -> WorkItem | None:
+        estimator = PhaseEstimator(store.results())  # every stored result calibrates the next estimate
+        expected = estimate(item, estimator)
+        left = budget.remaining()
+        if expected.total > left:
+            summary.left.append(item.name)
+            summary.smallest_left = min(summary.smallest_left or expected.total, expected.total)
+            if display is not None:
+                display.log(f"{item.name}: not started: expected {describe_seconds(expected.total)}, "
+                            f"{describe_seconds(left)} left in the time budget")
+            return None
+        return replace(item, deadline=budget.deadline, epoch_seconds=expected.epoch or None)
+
+    return admit
 
 
 def _locked(store: Any) -> Any:

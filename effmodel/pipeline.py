@@ -1,10 +1,13 @@
 """The pipeline: train (or reuse) -> evaluate -> normalise/convert -> simulate
 -> count -> cost -> store, for one item (an architecture on its dataset).
 
-``effmodel run`` and ``effmodel sweep`` both call :func:`run_item`, which is
-:func:`compute_item` (everything, no writes to the output folder's store) plus
-one store transaction, so an interruption loses at most the item in progress
-and worker processes can compute while only the driver writes.
+:func:`compute_item` does everything for one item without writing to the
+output folder's store; ``effmodel run`` and ``effmodel sweep`` hand their
+items to one driver, :func:`effmodel.executors.execute`, which computes them
+(in this process, a local pool or Ray) and alone writes each result in one
+store transaction, so an interruption loses at most the items in progress.
+Each result records its phase wall times (train, convert, simulate, count)
+and the machine, which feed the time budget's estimates (:mod:`effmodel.budget`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -139,14 +143,37 @@ def training_settings(spec: ArchitectureSpec, settings: RunSettings):
     )
 
 
-def train_spec(spec: ArchitectureSpec, settings: RunSettings, arrays: Arrays | None = None, verbose: int | None = None):
-    """Train ``spec`` on its dataset or reuse the cache."""
+def train_spec(spec: ArchitectureSpec, settings: RunSettings, arrays: Arrays | None = None, verbose: int | None = None,
+               deadline: float | None = None, epoch_seconds_guess: float | None = None):
+    """Train ``spec`` on its dataset or reuse the cache (resuming an
+    interrupted training; ``deadline``: see :func:`effmodel.training.train`)."""
     from .paths import cache_dir
     from .training import train
 
     ds, arr = dataset_arrays(spec.dataset, settings.data_dir) if arrays is None else (
         plugins.lookup("dataset", plugins.get_datasets(), spec.dataset), arrays)
-    return train(spec, arr, ds.validation_fraction, training_settings(spec, settings), cache_dir(settings.cache_dir), verbose=verbose)
+    return train(spec, arr, ds.validation_fraction, training_settings(spec, settings), cache_dir(settings.cache_dir),
+                 verbose=verbose, deadline=deadline, epoch_seconds_guess=epoch_seconds_guess)
+
+
+def estimate_item(spec: ArchitectureSpec, settings: RunSettings, estimator, trained: bool = False):
+    """The expected phase times of one item (:class:`effmodel.budget.ItemEstimate`):
+    the epochs still to train (none when the cache holds the model, fewer
+    after an interrupted training) and the images x steps to simulate.
+
+    :param trained: the network is given (``--model-file``): no training.
+    """
+    from .budget import NOMINAL_TRAIN_IMAGES
+    from .paths import cache_dir
+    from .training import epochs_done
+
+    ts = training_settings(spec, settings)
+    left = 0 if trained else ts.epochs - epochs_done(spec, ts, cache_dir(settings.cache_dir))
+    train_images = settings.max_train_images or NOMINAL_TRAIN_IMAGES
+    images = settings.num_test or 10_000
+    return estimator.estimate(macs=count_network(spec).macs, dataset=spec.dataset, simulator=settings.simulator,
+                              epochs_left=left, train_images=train_images, images=images,
+                              duration=settings.duration_for(spec.dataset))
 
 
 def converted_network(
@@ -318,6 +345,9 @@ def compute_item(
     network: ConvertedNetwork | None = None,
     ann_test_accuracy: float | None = None,
     workdir: Path | None = None,
+    key: str | None = None,
+    deadline: float | None = None,
+    epoch_seconds_guess: float | None = None,
 ) -> ItemResult:
     """Run one architecture through the pipeline (train or reuse, convert,
     simulate, count, cost) and return its result without storing it.
@@ -327,7 +357,14 @@ def compute_item(
         ``<output>/work/<run_id>/<model>-<simulator>``; a remote worker passes a
         temporary folder).  It is emptied first and removed afterwards unless the
         simulator option ``keep_workdir`` is set.
+    :param key: the item's :func:`item_key`, as the driver computed it.
+    :param deadline: a ``time.time()`` (the time budget): training stops after
+        its last finished epoch that fits, a simulation still running then is
+        abandoned; both raise :class:`effmodel.budget.BudgetExhausted`.
     """
+    from .budget import BudgetExhausted
+    from .machine import describe_machine
+
     from .conversion import convert_trained
     from .training import evaluate, load_model
 
@@ -339,13 +376,23 @@ def compute_item(
         raise DataError(f"{spec.name} expects inputs {tuple(spec.input_shape)} but {spec.dataset} images are {arrays.x_test.shape[1:]}")
     n_test = len(arrays.x_test) if settings.num_test is None else min(settings.num_test, len(arrays.x_test))
     extra: dict[str, Any] = {"family": family}
-    key = item_key(spec, settings, network.weights if network is not None else None)
+    if key is None:
+        key = item_key(spec, settings, network.weights if network is not None else None)
+    phases = {"train_seconds": None, "train_epochs_run": None, "train_images": None, "convert_seconds": 0.0}
     if network is None:
-        trained = train_spec(spec, settings, arrays)
+        clock = time.perf_counter()
+        trained = train_spec(spec, settings, arrays, deadline=deadline, epoch_seconds_guess=epoch_seconds_guess)
         say(f"{spec.name}: {'cached model' if trained.cache_hit else 'trained'} {trained.key} "
             f"(test accuracy {trained.test_accuracy:.4f})")
+        # the model's own training time (also when this item found it in the cache)
+        phases |= {"train_seconds": trained.metadata.get("train_seconds"),
+                   "train_epochs_run": trained.metadata.get("epochs_run"),
+                   "train_images": trained.metadata.get("train_images")}
+        extra["train_wall_this_item"] = 0.0 if trained.cache_hit else time.perf_counter() - clock
         fault_point("convert", spec.name)
+        clock = time.perf_counter()
         network = convert_trained(spec, trained.path, arrays, settings.normalisation)
+        phases["convert_seconds"] = time.perf_counter() - clock
         extra |= {"model_key": trained.key, "ann_test_accuracy_full": trained.test_accuracy}
     model = load_model(network.model_path) if network.model_path else None
     if model is not None:
@@ -378,12 +425,17 @@ def compute_item(
         if progress:
             progress(spec.name, done, n_test)
         fault_point("simulate", spec.name)  # after the first batch: mid-simulation
+        if deadline is not None and time.time() > deadline:
+            raise BudgetExhausted(f"{spec.name}: simulation abandoned by the time budget after {done} of {n_test} images")
 
+    clock = time.perf_counter()
     try:
         result = simulate(simulator, network, iter_batches(arrays.x_test, arrays.y_test, batch_size, n_test), config, tick)
     finally:
         if not settings.simulator_options.get("keep_workdir"):
             _remove_workdir(workdir, default_workdir)
+    phases["simulate_seconds"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     first_images = to_float(arrays.x_test[: min(batch_size, n_test)]) if settings.record_layers else None
     layers = _layer_rows(network, result, first_images)
     from .accounting import layer_columns, measured_effective_ops, work_at
@@ -401,6 +453,8 @@ def compute_item(
         say(f"{spec.name}: note: {settings.simulator} counts {row['ann_flops_simulator']:,} ANN operations, "
             f"effmodel's count of the same convention is {row['ann_flops_snntoolbox']:,} "
             f"(exact: {row['ann_flops']:,})")
+    phases["count_seconds"] = time.perf_counter() - clock
+    row |= phases | {"machine": describe_machine(result.metadata.get("device"))}
     timesteps = tuple(
         {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,
          "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])}
@@ -420,29 +474,6 @@ def _remove_workdir(workdir: Path, remove_empty_parents: bool) -> None:
             parent.rmdir()  # only succeeds when empty
         except OSError:
             break
-
-
-def run_item(
-    spec: ArchitectureSpec,
-    settings: RunSettings,
-    store,
-    run_id: str,
-    family: str = "reference",
-    progress: Callable[[str, int, int], None] | None = None,
-    log: Callable[[str], None] | None = None,
-    network: ConvertedNetwork | None = None,
-    ann_test_accuracy: float | None = None,
-    workdir: Path | None = None,
-) -> dict[str, Any]:
-    """:func:`compute_item`, then store the result (replacing any stored row
-    of the same item and simulator).
-
-    :returns: the stored results row.
-    """
-    item = compute_item(spec, settings, run_id, family=family, progress=progress, log=log, network=network,
-                        ann_test_accuracy=ann_test_accuracy, workdir=workdir)
-    store.write_result(item.row, item.timesteps, item.layers)
-    return dict(item.row)
 
 
 def select_specs(models: list[str] | None, datasets: list[str] | None) -> list[ArchitectureSpec]:

@@ -72,3 +72,14 @@ class ItemProgress:
         where = f" on {node}" if node else ""
         self.log(f"{name}: failed{where}: {why}")
         self._update(advance=1)
+
+
+def image_progress(name: str, done: int, total: int) -> None:
+    """One item's simulation progress as a bar on one stderr line (``run --jobs 1``)."""
+    from .errors import note_open_line
+
+    width = 30
+    filled = int(width * done / max(total, 1))
+    print(f"\r{name}: simulating [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
+          end="", file=sys.stderr, flush=True)
+    note_open_line()  # an error after this starts on a new line

@@ -46,7 +46,11 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "threshold_tolerance", "threshold_step", "synops_at_threshold", "synops_total", "synops_input_layer",
     "neuron_updates_total", "mean_spike_rate", "total_costs", "snn_costs", "factor",
     *FAIR_RESULT_COLUMNS,  # fair accounting (issue 13): counts, accesses and cost split at the cost point
-    "wall_seconds", "created", "spec_json", "extra_json",
+    "wall_seconds",
+    # phase wall times (issue 20): the model's training (also when found in the cache), then this item's phases
+    "train_seconds", "train_epochs_run", "train_images", "convert_seconds", "simulate_seconds", "count_seconds",
+    "machine",
+    "created", "spec_json", "extra_json",
 )
 TIMESTEP_COLUMNS = ("run_id", "model", "simulator", "t", "error", "synops_cumulative")
 LAYER_COLUMNS = ("run_id", "model", "simulator", "layer", "type", "neurons", "spikes", "synops", "spike_rate", "rate_act_corr",
@@ -54,10 +58,10 @@ LAYER_COLUMNS = ("run_id", "model", "simulator", "layer", "type", "neurons", "sp
 
 _REAL = {"ann_accuracy", "snn_accuracy", "normalisation_percentile", "threshold_tolerance", "synops_at_threshold",
          "synops_total", "synops_input_layer", "neuron_updates_total", "mean_spike_rate", "total_costs", "snn_costs",
-         "factor", "wall_seconds", "error", "synops_cumulative", "spike_rate", "rate_act_corr"}
+         "factor", "wall_seconds", "train_seconds", "convert_seconds", "simulate_seconds", "count_seconds", "error", "synops_cumulative", "spike_rate", "rate_act_corr"}
 _INT = {"seed", "epochs", "depth", "conv_layers", "dense_layers", "params", "neurons", "ann_macs", "ann_synapses",
         "ann_flops", "ann_flops_snntoolbox", "ann_flops_simulator", "duration", "num_test", "batch_size",
-        "threshold_step", "t", "spikes", "synops"} | FAIR_RESULT_INT | FAIR_LAYER_INT
+        "threshold_step", "t", "spikes", "synops", "train_epochs_run", "train_images"} | FAIR_RESULT_INT | FAIR_LAYER_INT
 _REAL |= set(FAIR_RESULT_COLUMNS) - FAIR_RESULT_INT - FAIR_RESULT_TEXT
 _REAL |= set(FAIR_LAYER_COLUMNS) - FAIR_LAYER_INT
 

@@ -26,7 +26,7 @@ computed by an executor (this process, a local pool or Ray tasks, see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 from .errors import UsageError
@@ -253,6 +253,8 @@ class SweepOutcome:
     done: list[str]
     skipped: list[str]
     failed: list[tuple[str, str]]
+    left: list[str] = field(default_factory=list)  # held back or stopped by the time budget
+    smallest_left: float | None = None  # expected seconds of the smallest item never started
 
 
 def work_items(points: Iterable[GridPoint], seeds: Sequence[int], settings: Any, run_id: str,
@@ -285,6 +287,7 @@ def run_sweep(
     key: KeyFn | None = None,
     force: bool = False,
     display: Any = None,
+    budget: Any = None,
 ) -> SweepOutcome:
     """Compute every (grid point, seed) not already in ``store`` and store it.
 
@@ -293,10 +296,12 @@ def run_sweep(
     :func:`effmodel.pipeline.compute_item` (tests inject fakes); ``force``
     recomputes stored items and replaces them.  Only this process writes the
     store.  A failing item is reported and the sweep goes on; interrupts
-    propagate, and finished items stay stored.
+    propagate, and finished items stay stored.  ``budget`` (an
+    :class:`effmodel.budget.TimeBudget`): items that do not fit are left.
     """
     from .executors import ExecutorSettings, execute
 
     items = work_items(points, seeds, settings, run_id, key)
-    summary = execute(items, store, executor or ExecutorSettings(), force=force, compute=compute, display=display)
-    return SweepOutcome(summary.done, summary.skipped, summary.failed)
+    summary = execute(items, store, executor or ExecutorSettings(), force=force, compute=compute, display=display,
+                      budget=budget)
+    return SweepOutcome(summary.done, summary.skipped, summary.failed, summary.left, summary.smallest_left)

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .budget import BudgetExhausted
 from .datasets import Arrays, split_train_validation, to_float
 from .errors import DataError, UsageError
 from .faults import fault_point
@@ -180,7 +181,7 @@ def _valid_entry_meta(entry: Path) -> dict[str, Any] | None:
         return None
 
 
-class TrainingBudgetExhausted(Exception):
+class TrainingBudgetExhausted(BudgetExhausted):
     """The next epoch would not finish before the deadline: training stopped
     after its last finished epoch, which is checkpointed (:func:`train` resumes
     from it).  Not an error: the time-budgeted driver counts the item as left."""
@@ -265,6 +266,23 @@ def _compiled_model(spec: ArchitectureSpec, settings: TrainingSettings, keras, w
         for v, a in zip(variables, optimizer_state):
             v.assign(a)
     return model
+
+
+def epochs_done(spec: ArchitectureSpec, settings: TrainingSettings, cache: Path) -> int:
+    """Epochs of ``spec``'s training already done: ``settings.epochs`` when the
+    cache holds the trained model (even one stopped early), the checkpointed
+    epoch when a training was interrupted, else 0.  Imports TensorFlow (the
+    cache key holds its version)."""
+    from .keras_compat import versions
+
+    key = cache_key(spec, spec.dataset, settings, versions())
+    if (cache / key / "meta.json").is_file() and (cache / key / "model.h5").is_file():
+        return settings.epochs
+    loaded = _load_checkpoint(_checkpoint_dir(cache, key))
+    if loaded is None:
+        return 0
+    state = loaded[0]
+    return settings.epochs if state.get("stopped") else int(state.get("epoch", 0))
 
 
 @contextlib.contextmanager
@@ -402,12 +420,12 @@ def _train_locked(spec, arrays, validation_fraction, settings, cache, key, vers,
     if settings.early_stopping and best_weights:
         model.set_weights(best_weights)  # as Keras' EarlyStopping(restore_best_weights=True) at the end
     test_acc = evaluate(model, arrays.x_test, arrays.y_test)
-    fault_point("train", spec.name)
     tmp = cache / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     _remove_stale_tmp(cache, key)
     tmp.mkdir(parents=True)
     try:
+        fault_point("train", spec.name)  # killed here: a half-written entry, removed by the next training
         model.save(str(tmp / "model.h5"), include_optimizer=False)
         if (ckpt / "logs").is_dir():
             shutil.copytree(ckpt / "logs", tmp / "logs")

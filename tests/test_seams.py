@@ -1,4 +1,4 @@
-"""The seams from a real simulation to the user: ``pipeline.run_item`` ->
+"""The seams from a real simulation to the user: the driver (``executors.execute``) ->
 the store -> ``effmodel report``.
 
 A tiny real network (one 'same' stride-2 convolution, whose padding is
@@ -77,11 +77,12 @@ def test_hand_counts_of_the_padded_network():
 
 @pytest.fixture(scope="module")
 def stored(data_dir, tmp_path_factory):
-    """SeamCNN through run_item (norse) into a store; the stored tables."""
+    """SeamCNN through the one driver (norse, in this process) into a store; the stored tables."""
     import os
 
     from effmodel import plugins
-    from effmodel.pipeline import RunSettings, run_item
+    from effmodel.executors import ExecutorSettings, WorkItem, execute
+    from effmodel.pipeline import RunSettings, item_key
     from effmodel.simulation import NormalisationSettings
     from effmodel.store import Store
 
@@ -95,8 +96,11 @@ def stored(data_dir, tmp_path_factory):
                            threshold_tolerance=TOL)
     with Store(out) as store:
         run = store.start_run("test_seams", {})
-        returned = run_item(SPEC, settings, store, run, log=lambda m: None)
+        summary = execute([WorkItem(spec=SPEC, settings=settings, run_id=run, key=item_key(SPEC, settings))], store,
+                          ExecutorSettings(), stop_on_error=True)
         store.finish_run(run)
+    assert summary.done == [SPEC.name] and not summary.failed and not summary.left
+    returned = summary.rows[0]
     with Store(out) as store:
         rows, ts, layers = store.results(), store.timesteps(), store.layers()
     assert len(rows) == 1
@@ -105,7 +109,7 @@ def stored(data_dir, tmp_path_factory):
 
 def test_stored_row_matches_independent_values(stored):
     _, returned, row, ts, layers = stored
-    assert row["factor"] == returned["factor"]  # what run_item returned is what was stored
+    assert row["factor"] == returned["factor"]  # what the driver computed is what was stored
     for k, v in HAND.items():
         assert row[k] == v, k
     error = [r["error"] for r in ts]

@@ -19,6 +19,11 @@ RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster to use, e.g.
 CPUS_PER_ITEM = typer.Option(1.0, "--cpus-per-item", help="CPUs each item reserves, and its TensorFlow/torch threads (ray).")
 GPUS_PER_ITEM = typer.Option(0.0, "--gpus-per-item", help="GPUs each item reserves (ray), e.g. 1 for one item per GPU.")
 MAX_RETRIES = typer.Option(3, "--max-retries", help="Times an item is retried when its worker dies (node lost, OOM, kill).")
+TIME_BUDGET = typer.Option(None, "--time-budget", help="Wall-time budget, e.g. 150m or 2h30m: no item starts that is "
+                           "not expected to finish in time; a training stops after its last finished epoch "
+                           "(checkpointed), a simulation still running is abandoned; exits 0 saying how many items "
+                           "are left (rerun the same command to continue).")
+DEADLINE = typer.Option(None, "--deadline", help="As --time-budget, with an end time: 2026-12-03T17:45 or 17:45 (local time).")
 FORCE = typer.Option(False, "--force", help="Recompute items already stored and replace their rows.")
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import UsageError, close_open_line, note_open_line
+from ..errors import UsageError, close_open_line
 from . import executor_options as ex
 
 DATA_DIR_HELP = "Folder holding mnist/ and cifar10/ (default: $EFFMODEL_DATA_DIR, else the Keras download)."
@@ -79,12 +79,15 @@ def run_command(
     cpus_per_item: float = ex.CPUS_PER_ITEM,
     gpus_per_item: float = ex.GPUS_PER_ITEM,
     max_retries: int = ex.MAX_RETRIES,
+    time_budget: Optional[str] = ex.TIME_BUDGET,
+    deadline: Optional[str] = ex.DEADLINE,
 ) -> None:
     """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison.
 
     Items already stored in the output folder (same model, settings and
     simulator) are skipped, so an interrupted run resumes where it stopped."""
-    from ..pipeline import RunSettings, compute_item, item_key
+    from ..budget import TimeBudget
+    from ..pipeline import RunSettings, item_key
     from ..simulation import NormalisationSettings
     from ..store import STORE_NAME, Store
 
@@ -109,6 +112,7 @@ def run_command(
     check_readout(plugins.lookup("simulator", plugins.get_simulators(), simulator), readout)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
+    budget = TimeBudget.from_options(time_budget, deadline)
     if model_file is not None and executor == "ray":
         raise UsageError("--model-file runs on this machine; use --executor local")
     items = _items(model_file, dataset, models, datasets, settings)
@@ -118,41 +122,72 @@ def run_command(
     with Store(output) as store:
         run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {"settings": asdict(settings), "models": [s.name for s, _ in items]})
         status = "failed"
+        summary = None
         try:
-            workers = executor == "ray" or exec_settings.local_workers() > 1
-            if workers:  # workers compute, this process alone writes
-                _execute(items, keys, settings, run_id, store, exec_settings, force)
-            for (spec, network), key in ([] if workers else zip(items, keys)):
-                if not force and store.has_result(key, stored_as):
-                    print(f"{spec.name}: already stored in {output} (item {key}), skipped; --force recomputes",
-                          file=sys.stderr, flush=True)
-                    continue
-                item = compute_item(spec, settings, run_id, family=_family(spec, network),
-                                    progress=_progress, network=network)
-                close_open_line()
-                with store.locked():  # concurrent runs into DIR: write + export one at a time
-                    store.write_result(item.row, item.timesteps, item.layers)
-                    store.export_csv()  # the CSVs mirror every result stored in DIR, after every item
-            status = "complete"
+            summary = _execute(items, keys, settings, run_id, store, exec_settings, force, budget, output)
+            status = "complete" if not summary.left else "partial"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
             store.finish_run(run_id, status)
-            if status == "failed" and fresh and not store.results():
-                store.close()  # a failed first run leaves no trace
+            nothing = summary is not None and not summary.done and not summary.skipped
+            if (status == "failed" or nothing) and fresh and not store.results():
+                store.close()  # a failed or budget-empty first run leaves no trace
                 _remove_fresh_output(output, fresh_dir)
             else:
                 with store.locked():
                     results, _ = store.export_csv()
+        if summary.left and not summary.done and not summary.skipped:
+            typer.echo(_too_small(budget, summary, len(items)))
+            return
         typer.echo(f"results: {results} (run {run_id}); store: {store.path}")
         wanted = set(keys)
         print_table2([r for r in store.results() if r["item_key"] in wanted and r["simulator"] == stored_as])
+        if budget is not None:
+            typer.echo(summary.budget_line(len(items)))
 
 
-def _execute(items, keys, settings, run_id, store, exec_settings, force) -> None:
-    """Compute the items on the executor's workers and store each result here;
-    an item that failed for good ends the run with one line naming it."""
+def _too_small(budget, summary, total: int) -> str:
+    from ..budget import describe_seconds
+
+    need = f" (the smallest item needs about {describe_seconds(summary.smallest_left)})" if summary.smallest_left else ""
+    return (f"the time budget ({budget.label}) is too small for any of the {len(summary.left)} items left{need}; "
+            f"nothing done; {total - len(summary.left)} of {total} items stored")
+
+
+class _SerialDisplay:
+    """``run --jobs 1``: the item's own lines and progress bar; one line per skipped item."""
+
+    def __init__(self, output: Path, keys: dict[str, str]):
+        self.output, self.keys = output, keys
+
+    def skipped(self, name: str) -> None:
+        print(f"{name}: already stored in {self.output} (item {self.keys.get(name, '?')}), skipped; --force recomputes",
+              file=sys.stderr, flush=True)
+
+    def set_total(self, n: int) -> None:
+        pass
+
+    def started(self, name: str) -> None:
+        pass
+
+    def finished(self, name: str, seconds: float, node: str = "") -> None:
+        close_open_line()
+
+    def failed(self, name: str, why: str, node: str = "") -> None:
+        close_open_line()
+
+    def log(self, message: str) -> None:
+        close_open_line()
+        print(message, file=sys.stderr, flush=True)
+
+
+def _execute(items, keys, settings, run_id, store, exec_settings, force, budget, output):
+    """Compute the items through the one driver (:func:`effmodel.executors.execute`)
+    and store each result here.  With workers (a pool or Ray) an item that
+    failed for good ends the run with one line naming it; in this process an
+    item's error ends the run as raised."""
     from dataclasses import replace
 
     from ..datasets import resolve_data_dir
@@ -160,16 +195,22 @@ def _execute(items, keys, settings, run_id, store, exec_settings, force) -> None
     from ..executors import WorkItem, execute, shutdown
     from ..progress import ItemProgress
 
-    settings = replace(settings, data_dir=resolve_data_dir(settings.data_dir))  # the same path on every node
+    workers = exec_settings.kind == "ray" or exec_settings.local_workers() > 1
+    if workers:
+        settings = replace(settings, data_dir=resolve_data_dir(settings.data_dir))  # the same path on every node
     work = [WorkItem(spec=spec, settings=settings, run_id=run_id, family=_family(spec, network),
                      network=network, key=key) for (spec, network), key in zip(items, keys)]
+    if not workers:
+        return execute(work, store, exec_settings, force=force, budget=budget, stop_on_error=True,
+                       display=_SerialDisplay(output, {w.name: w.key for w in work}))
     try:
         with ItemProgress("run") as display:
-            summary = execute(work, store, exec_settings, force=force, display=display)
+            summary = execute(work, store, exec_settings, force=force, display=display, budget=budget)
     finally:
         shutdown()
     if summary.failed:
         raise SimulationError("; ".join(f"{name} failed: {why}" for name, why in summary.failed))
+    return summary
 
 
 def _remove_fresh_output(output: Path, remove_dir: bool) -> None:
@@ -231,14 +272,6 @@ def _number(v: str) -> object:
         except ValueError:
             pass
     return v
-
-
-def _progress(name: str, done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    print(f"\r{name}: simulating [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
-          end="", file=sys.stderr, flush=True)
-    note_open_line()  # an error after this starts on a new line
 
 
 def _blank_if_undefined(value, spec: str) -> str:

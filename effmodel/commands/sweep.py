@@ -65,6 +65,8 @@ def sweep_command(
     cpus_per_item: float = ex.CPUS_PER_ITEM,
     gpus_per_item: float = ex.GPUS_PER_ITEM,
     max_retries: int = ex.MAX_RETRIES,
+    time_budget: Optional[str] = ex.TIME_BUDGET,
+    deadline: Optional[str] = ex.DEADLINE,
 ) -> None:
     """Sweep CNN families from a grid (type I/II conv bundles, 1-3 dense layers, width x0.5-x4); skips stored items."""
     from ..sweep import DATASETS, plan, run_sweep
@@ -82,6 +84,9 @@ def sweep_command(
     if min(axes["bundles"]) <= 0 or min(axes["dense"]) <= 0:
         raise UsageError("--bundles and --dense expect positive integers")
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
+    from ..budget import TimeBudget
+
+    budget = TimeBudget.from_options(time_budget, deadline)
     p, points = plan(ds, max_architectures, sample_seed, **axes)
     if not points:
         raise UsageError("the grid is empty: every chosen point collapses (try fewer --bundles)")
@@ -124,8 +129,8 @@ def sweep_command(
         try:
             with ItemProgress("sweep") as display:
                 outcome = run_sweep(points, seed_list, settings, store, run_id, executor=exec_settings, force=force,
-                                    display=display)
-            status = "complete" if not outcome.failed else "partial"
+                                    display=display, budget=budget)
+            status = "complete" if not outcome.failed and not outcome.left else "partial"
         finally:
             shutdown()
             store.finish_run(run_id, status)
@@ -134,3 +139,13 @@ def sweep_command(
                f"{len(outcome.failed)} failed; results: {results}")
     for name, why in outcome.failed:
         typer.echo(f"  failed {name}: {why}")
+    if budget is not None:
+        total = len(outcome.done) + len(outcome.skipped) + len(outcome.failed) + len(outcome.left)
+        if outcome.left and not outcome.done and not outcome.skipped:
+            from ..budget import describe_seconds
+
+            need = f" (the smallest needs about {describe_seconds(outcome.smallest_left)})" if outcome.smallest_left else ""
+            typer.echo(f"the time budget ({budget.label}) is too small for any of the {len(outcome.left)} items "
+                       f"left{need}; nothing done")
+        typer.echo(f"{len(outcome.done) + len(outcome.skipped)} of {total} items stored; {len(outcome.left)} left; "
+                   "rerun the same command to continue")

@@ -1,0 +1,194 @@
+"""Time budgets for ``run`` and ``sweep`` (``--time-budget``, ``--deadline``).
+
+A batch job has a wall-time limit, a laptop sleeps, a working period ends:
+the unit that must survive is the stored result.  With a budget the driver
+starts no item that is not expected to finish before the deadline; a
+training in progress stops after its last finished epoch (checkpointed, see
+:mod:`effmodel.training`) and a simulation in progress is abandoned.  The
+command then exits 0 saying how many items are stored and how many are
+left: rerunning it continues.
+
+The estimate of an item (:class:`PhaseEstimator`) is a first guess scaled by
+the phase times stored with earlier results in the same store (columns
+``train_seconds``, ``convert_seconds``, ``simulate_seconds``,
+``count_seconds``): per phase, the median ratio of measured to guessed time
+over stored rows of the same simulator (simulation) or any simulator
+(training), preferring rows of the same dataset.  The first guesses are
+deliberately pessimistic for this project's 2-core machine (measured there:
+training at 16-20 G multiply-accumulates/s forward+backward, Norse at
+1e-4-7e-4 s and INIsim at 7e-4-2.6e-3 s per image-step).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .errors import UsageError
+
+# First guesses (seconds), pessimistic: see the module docstring.
+TRAIN_MACS_PER_SECOND = 5e9  # forward + backward (3x forward MACs) per second
+TRAIN_EPOCH_OVERHEAD = 3.0  # model build, trace, validation
+SIM_STEP_SECONDS = 2e-3  # per image-step, plus ...
+SIM_MACS_PER_SECOND = 1e10  # ... the dense synapse work at this rate
+CONVERT_SECONDS = 30.0
+COUNT_SECONDS = 60.0
+NOMINAL_TRAIN_IMAGES = 60_000  # when the dataset's size is not known beforehand
+
+
+class BudgetExhausted(Exception):
+    """The time budget ran out inside an item (training stopped after a
+    finished epoch, or a simulation abandoned): the item is left for a rerun."""
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``150m``, ``2h30m``, ``1.5h``, ``90s`` or ``1d2h``."""
+    t = text.strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+(?:\.\d+)?)([dhms])", t)
+    if not t or "".join(n + u for n, u in parts) != t:
+        raise UsageError(f"--time-budget: cannot read {text!r}; write it like 150m, 2h30m, 1.5h or 90s")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"--time-budget must be positive, got {text!r}")
+    return seconds
+
+
+def parse_deadline(text: str, now: float | None = None) -> float:
+    """A ``time.time()`` from an ISO date-time (``2026-12-03T17:45``, local
+    time unless it names a zone) or a clock time today (``17:45``)."""
+    from datetime import datetime
+
+    now = time.time() if now is None else now
+    t = text.strip()
+    try:
+        if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", t):
+            today = datetime.fromtimestamp(now).date().isoformat()
+            when = datetime.fromisoformat(f"{today}T{t}")
+        else:
+            when = datetime.fromisoformat(t)
+    except ValueError:
+        raise UsageError(f"--deadline: cannot read {text!r}; write it like 2026-12-03T17:45 or 17:45") from None
+    stamp = when.timestamp()
+    if stamp <= now:
+        raise UsageError(f"--deadline {text} has already passed")
+    return stamp
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """Wall-clock budget of one command: ``deadline`` is a ``time.time()``."""
+
+    deadline: float
+    label: str = ""
+
+    @classmethod
+    def from_options(cls, time_budget: str | None, deadline: str | None, now: float | None = None) -> "TimeBudget | None":
+        if time_budget and deadline:
+            raise UsageError("give --time-budget or --deadline, not both")
+        now = time.time() if now is None else now
+        if time_budget:
+            return cls(now + parse_duration(time_budget), f"--time-budget {time_budget}")
+        if deadline:
+            return cls(parse_deadline(deadline, now), f"--deadline {deadline}")
+        return None
+
+    def remaining(self) -> float:
+        return self.deadline - time.time()
+
+
+def describe_seconds(s: float) -> str:
+    s = max(0.0, s)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class ItemEstimate:
+    """Expected seconds of one item's phases."""
+
+    train: float
+    convert: float
+    simulate: float
+    count: float
+    epoch: float = 0.0  # one training epoch (the training's own deadline check starts from it)
+
+    @property
+    def total(self) -> float:
+        return self.train + self.convert + self.simulate + self.count
+
+
+def guess_epoch_seconds(macs: float, train_images: int) -> float:
+    return TRAIN_EPOCH_OVERHEAD + 3.0 * macs * train_images / TRAIN_MACS_PER_SECOND
+
+
+def guess_step_seconds(macs: float) -> float:
+    """Seconds per simulated image-step."""
+    return SIM_STEP_SECONDS + macs / SIM_MACS_PER_SECOND
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None
+
+
+class PhaseEstimator:
+    """Estimates from first guesses calibrated by stored rows (see module doc)."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]]):
+        self.rows = [r for r in rows if _num(r.get("simulate_seconds")) is not None]
+
+    def _ratios(self, kind: str, dataset: str, simulator: str | None) -> list[float]:
+        out: dict[bool, list[float]] = {True: [], False: []}
+        for r in self.rows:
+            macs = _num(r.get("ann_macs")) or 0.0
+            if kind == "train":
+                secs, epochs, images = (_num(r.get(k)) for k in ("train_seconds", "train_epochs_run", "train_images"))
+                if not secs or not epochs or not images:
+                    continue
+                ratio = (secs / epochs) / guess_epoch_seconds(macs, int(images))
+            else:
+                if simulator is not None and r.get("simulator") != simulator:
+                    continue
+                secs = _num(r.get("simulate_seconds"))
+                steps = (_num(r.get("num_test")) or 0) * (_num(r.get("duration")) or 0)
+                if not secs or not steps:
+                    continue
+                ratio = (secs / steps) / guess_step_seconds(macs)
+            out[r.get("dataset") == dataset].append(ratio)
+        return out[True] or out[False]
+
+    def _median(self, column: str, dataset: str, default: float) -> float:
+        same = [v for r in self.rows if r.get("dataset") == dataset and (v := _num(r.get(column))) is not None]
+        anyds = [v for r in self.rows if (v := _num(r.get(column))) is not None]
+        vals = same or anyds
+        return statistics.median(vals) if vals else default
+
+    def epoch_seconds(self, macs: float, train_images: int, dataset: str) -> float:
+        ratios = self._ratios("train", dataset, None)
+        return guess_epoch_seconds(macs, train_images) * (statistics.median(ratios) if ratios else 1.0)
+
+    def estimate(self, *, macs: float, dataset: str, simulator: str, epochs_left: int, train_images: int,
+                 images: int, duration: int) -> ItemEstimate:
+        epoch = self.epoch_seconds(macs, train_images, dataset)
+        train = epochs_left * epoch if epochs_left > 0 else 0.0
+        sim_ratios = self._ratios("simulate", dataset, simulator)
+        simulate = images * duration * guess_step_seconds(macs) * (statistics.median(sim_ratios) if sim_ratios else 1.0)
+        return ItemEstimate(
+            train=train,
+            convert=self._median("convert_seconds", dataset, CONVERT_SECONDS),
+            simulate=simulate,
+            count=self._median("count_seconds", dataset, COUNT_SECONDS),
+            epoch=epoch,
+        )
