@@ -27,7 +27,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test clean
+.PHONY: setup run test campaign clean
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ run: setup
 # pytest 9.2 xdist_group marks are silently ignored (pytest-xdist issue 1386).
 test: setup
 	$(BIN)/python -m pytest -n auto --dist loadscope --durations=25
+
+# The campaign (issue 20, reports/campaign/PLAN.md): every part under one time
+# budget; reruns continue where the last one stopped.
+BUDGET ?= 150m
+campaign: setup
+	EFFMODEL=$(abspath $(BIN))/effmodel DATA_DIR=$(DATA_DIR) reports/campaign/run-campaign.sh $(BUDGET)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The campaign (issue 20): every part's exact command, in order, under one time budget.
+#   make campaign BUDGET=150m      (or: reports/campaign/run-campaign.sh 150m)
+# Each part skips what its store already holds and starts nothing that is not
+# expected to finish before the shared deadline; a training stopped by the
+# deadline resumes from its last epoch next time.  Rerun to continue; commit
+# reports/campaign/ after each chunk (see PLAN.md).
+set -euo pipefail
+BUDGET="${1:?usage: run-campaign.sh BUDGET (e.g. 150m)}"
+EFFMODEL="${EFFMODEL:-effmodel}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+DEADLINE="$(python3 -c "
+import re, sys, time, datetime
+units = {'d': 86400, 'h': 3600, 'm': 60, 's': 1}
+parts = re.findall(r'(\d+(?:\.\d+)?)([dhms])', sys.argv[1])
+secs = sum(float(n) * units[u] for n, u in parts)
+print(datetime.datetime.fromtimestamp(time.time() + secs).isoformat(timespec='seconds'))" "$BUDGET")"
+echo "campaign: budget $BUDGET, deadline $DEADLINE (local time)"
+REFERENCE=SmallCNN1,DeepCNN1,LargeCNN1,MediumCNN1,SmallCNN2,DeepCNN2,LargeCNN2,MediumCNN2
+DATA=()
+[ -n "${DATA_DIR:-}" ] && DATA=(--data-dir "$DATA_DIR")
+
+part() {  # part NAME CMD...: run one part; a part that fails stops the campaign
+  echo "campaign: part $1"
+  shift
+  local start=$SECONDS
+  "$@"
+  echo "campaign: part took $((SECONDS - start)) s"
+}
+
+# 1. Reference, Norse: the eight CNNs at the report's epochs (25 MNIST / 35 CIFAR-10), seed 0,
+#    all 10,000 test images, T = 100 / 150, the INIsim readout rule (--readout spikes, the default).
+part reference-norse "$EFFMODEL" run --simulator norse --models "$REFERENCE" --deadline "$DEADLINE" \
+    -o "$HERE/reference-norse" "${DATA[@]}"
+# 2. Reference, INIsim: the same trained models, the first 2,000 test images.
+part reference-inisim "$EFFMODEL" run --simulator inisim --models "$REFERENCE" --num-test 2000 \
+    --deadline "$DEADLINE" -o "$HERE/reference-inisim" "${DATA[@]}"
+# 3. The report over every part that has stored something so far.
+INPUTS=""
+for p in reference-norse reference-inisim; do
+  [ -f "$HERE/$p/effmodel.sqlite" ] && INPUTS="${INPUTS:+$INPUTS,}$HERE/$p"
+done
+if [ -n "$INPUTS" ]; then
+  part report "$EFFMODEL" report --input "$INPUTS" --format html,md -o "$HERE/report"
+fi
