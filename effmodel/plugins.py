@@ -13,8 +13,18 @@ Environment variables:
     comma-separated entry-point names never to load.
 ``EFFMODEL_TRACE_HOOKS``
     if set (non-empty), every hook call per plugin is traced on stderr.
+``EFFMODEL_PREFER``
+    comma-separated ``plugin:name`` pairs: for ``name``, use the object that
+    ``plugin`` registers, even over a built-in's (see :func:`_choose`).
 ``EFFMODEL_DEBUG``
     ``1``: every plugin failure reported in one line is followed by its traceback.
+
+Names: a name belongs to one object per hook.  When several plugins register
+it, a built-in plugin (a distribution in :data:`BUILTIN_DISTRIBUTIONS`) wins
+over third-party ones, each skipped plugin is named in a one-line warning,
+and two third-party plugins with one name (and no built-in) are a one-line
+:class:`~effmodel.errors.PluginError` naming both, unless ``EFFMODEL_PREFER``
+picks one.
 
 Every registered object is checked against its hook's protocol
 (:func:`registration_problem`); a wrong one is skipped with a one-line
@@ -37,6 +47,12 @@ import pluggy
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "effmodel"
+PREFER_ENV = "EFFMODEL_PREFER"
+BUILTIN_DISTRIBUTIONS = frozenset({
+    "effmodel-reference", "effmodel-costs", "effmodel-inisim", "effmodel-norse", "effmodel-numpysim",
+})
+"""The distributions shipped with effmodel (``plugins/``): their names win over third-party plugins'."""
+IN_PROCESS = "(in-process)"  # the distribution of a plugin object registered with register_plugin
 HOOK_NAMES = ("register_architectures", "register_datasets", "register_simulators", "register_cost_models")
 
 pm = pluggy.PluginManager("effmodel")
@@ -103,24 +119,41 @@ def _check_pending() -> None:
     except pluggy.PluginValidationError as exc:
         plugin = exc.plugin
         name = pm.get_name(plugin) or repr(plugin)
-        warn(f"plugin {name!r} implements an unknown hook and was disabled: {exc}")
+        warn(f"plugin {name!r} implements an unknown hook and was disabled: {exc}{_suggestion(plugin)}")
         pm.unregister(plugin)
         _check_pending()
+
+
+def _suggestion(plugin: object) -> str:
+    """``; did you mean 'register_simulators'?`` for a misspelt hook implementation, else ''."""
+    import difflib
+
+    for attr in dir(plugin):
+        if attr in HOOK_NAMES or pm.parse_hookimpl_opts(plugin, attr) is None:
+            continue
+        close = difflib.get_close_matches(attr, HOOK_NAMES, n=1, cutoff=0.6)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+    return ""
 
 
 def register_plugin(plugin: object, name: str | None = None) -> str:
     """Register an in-process plugin object (tests, notebooks); clears registries."""
     load_plugins()
-    registered = pm.register(plugin, name=name)
+    registered = pm.register(plugin, name=name) or (name or "")
+    _dists[registered] = (IN_PROCESS, str(getattr(plugin, "__version__", "") or ""))
     _check_pending()
     _registries.clear()
-    return registered or (name or "")
+    _owners.clear()
+    return registered
 
 
 def unregister_plugin(name: str) -> None:
     """Undo :func:`register_plugin`; clears registries."""
     pm.unregister(name=name)
+    _dists.pop(name, None)
     _registries.clear()
+    _owners.clear()
 
 
 def _collect(hook_name: str) -> dict[str, Any]:
@@ -133,6 +166,7 @@ def _collect(hook_name: str) -> dict[str, Any]:
     hook = getattr(pm.hook, hook_name)
     # get_hookimpls() lists plugins in registration order (built-ins, sorted
     # by entry-point name, then in-process ones): the first name registered wins.
+    candidates: dict[str, list[tuple[str, Any]]] = {}  # name -> [(plugin, object)], registration order
     for impl in hook.get_hookimpls():
         plugin_name = impl.plugin_name
 
@@ -145,11 +179,11 @@ def _collect(hook_name: str) -> dict[str, Any]:
             if problem:
                 warn(f"plugin {_plugin!r}: {hook_name} {name!r} skipped: {problem}")
                 return
-            if name in found:
-                warn(f"plugin {_plugin!r}: {hook_name} duplicate name {name!r} skipped")
+            entries = candidates.setdefault(name, [])
+            if any(p == _plugin for p, _ in entries):
+                warn(f"plugin {_plugin!r}: {hook_name} registers {name!r} twice; the second one is skipped")
                 return
-            found[name] = obj
-            _owners[(hook_name, name)] = _plugin
+            entries.append((_plugin, obj))
 
         if trace:
             print(f"effmodel: trace: {hook_name} -> {plugin_name}", file=sys.stderr)
@@ -157,8 +191,61 @@ def _collect(hook_name: str) -> dict[str, Any]:
             impl.function(register=register)
         except Exception as exc:
             warn(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {_one_line(exc)}", exc)
+    preferred = _preferences()
+    for name, entries in candidates.items():
+        winner = _choose(hook_name, name, entries, preferred.get(name))
+        found[name] = dict(entries)[winner]
+        _owners[(hook_name, name)] = winner
     _registries[hook_name] = found
     return found
+
+
+def is_builtin(plugin_name: str) -> bool:
+    """Whether ``plugin_name`` comes from one of :data:`BUILTIN_DISTRIBUTIONS`."""
+    return _dists.get(plugin_name, (IN_PROCESS, ""))[0] in BUILTIN_DISTRIBUTIONS
+
+
+def _preferences() -> dict[str, str]:
+    """``EFFMODEL_PREFER=plugin:name,...`` as name -> plugin; a malformed entry is warned about and ignored."""
+    prefer: dict[str, str] = {}
+    for entry in _names_from_env(PREFER_ENV) or ():
+        plugin, sep, name = entry.partition(":")
+        if not sep or not plugin.strip() or not name.strip():
+            warn(f"{PREFER_ENV}: {entry!r} ignored, expected plugin:name (e.g. myplugin:SmallCNN1)")
+            continue
+        prefer[name.strip()] = plugin.strip()
+    return prefer
+
+
+def _choose(hook_name: str, name: str, entries: list[tuple[str, Any]], preferred: str | None) -> str:
+    """The plugin whose object ``name`` refers to; warns about each skipped one.
+
+    ``EFFMODEL_PREFER`` first, then the built-in; two third-party plugins and
+    no built-in: a one-line :class:`PluginError` naming both.
+    """
+    owners = [p for p, _ in entries]
+    if len(owners) == 1:
+        return owners[0]
+    kind = hook_name.removeprefix("register_").rstrip("s").replace("_", " ")
+    if preferred in owners:
+        winner, why = preferred, f"{PREFER_ENV}={preferred}:{name} prefers plugin {preferred!r}"
+    else:
+        if preferred is not None:
+            warn(f"{PREFER_ENV}={preferred}:{name} ignored: plugin {preferred!r} does not register {kind} {name!r} "
+                 f"(registered by {', '.join(map(repr, owners))})")
+        builtins = [p for p in owners if is_builtin(p)]
+        if not builtins:
+            from .errors import PluginError
+
+            raise PluginError(
+                f"plugins {' and '.join(map(repr, owners))} both register the {kind} {name!r}; choose one with "
+                f"{PREFER_ENV}={owners[0]}:{name} or block the other with EFFMODEL_BLOCK_PLUGINS")
+        winner = builtins[0]
+        why = f"the name belongs to the built-in plugin {winner!r} ({PREFER_ENV}=<plugin>:{name} to use another)"
+    for skipped in owners:
+        if skipped != winner:
+            warn(f"plugin {skipped!r}: {hook_name} {name!r} skipped: {why}")
+    return winner
 
 
 def _one_line(exc: BaseException) -> str:
@@ -205,7 +292,9 @@ def registration_problem(hook_name: str, obj: Any) -> str | None:
             return f"a simulator needs an open(network, config) method; {type(obj).__name__} has none"
         if not isinstance(getattr(obj, "description", None), str):
             return "a simulator needs a one-line str description"
-        return None
+        from .options import options_problem
+
+        return options_problem(obj)
     if hook_name == "register_cost_models":
         from .costs import CostModel, validate_cost_model
 
