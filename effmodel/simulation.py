@@ -274,11 +274,14 @@ def simulate(
 
     :raises UsageError: if ``batches`` yields no image.
     """
-    from .contract import check_batch_result
+    from .contract import check_batch_result, check_session
+    from .options import check_options
     from .plugins import plugin_call
 
+    check_options(simulator, config.options)  # the driver checks earlier, before training; this covers direct calls
     with plugin_call("register_simulators", simulator.name, "simulator", "open"):
         session = simulator.open(network, config)
+    check_session(session, simulator.name)
     correct = np.zeros(config.duration, dtype=np.int64)
     synops: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}
