@@ -140,6 +140,15 @@ def _suggestion(plugin: object) -> str:
 def register_plugin(plugin: object, name: str | None = None) -> str:
     """Register an in-process plugin object (tests, notebooks); clears registries."""
     load_plugins()
+    if name is not None and pm.has_plugin(name):
+        from .errors import UsageError
+
+        raise UsageError(f"a plugin named {name!r} is already registered (an installed plugin's entry point?); "
+                         f"register this one under another name")
+    if pm.is_registered(plugin):
+        from .errors import UsageError
+
+        raise UsageError(f"this plugin object is already registered as {pm.get_name(plugin)!r}")
     registered = pm.register(plugin, name=name) or (name or "")
     _dists[registered] = (IN_PROCESS, str(getattr(plugin, "__version__", "") or ""))
     _check_pending()

@@ -23,16 +23,18 @@ from __future__ import annotations
 import numpy as np
 
 from effmodel import BatchResult, UsageError, conv2d, fanout_map, pool2d, same_padding, spiking_layer_indices
+from effmodel.options import CORE_OPTIONS
 
-OPTIONS = ("keep_workdir",)  # handled by the core
+OPTIONS = CORE_OPTIONS  # keep_workdir only, handled by the core
 
 
 class NumpySimulator:
     name = "numpy"
+    options = OPTIONS  # declared: the core refuses any other --option before training
     description = "reference: IF neurons, reset by subtraction, plain numpy (slow, readable)"
 
     def open(self, network, config):
-        unknown = sorted(set(config.options) - set(OPTIONS))
+        unknown = sorted(set(config.options) - {o.name for o in OPTIONS})
         if unknown:
             raise UsageError(f"the numpy simulator takes no option {', '.join(unknown)}")
         return NumpySession(network, config)
