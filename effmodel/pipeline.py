@@ -120,12 +120,28 @@ def weights_digest(weights: Mapping[str, Any]) -> str:
 # --- pieces -----------------------------------------------------------------------
 
 
-def dataset_arrays(name: str, data_dir: Path | str | None) -> tuple[Any, Arrays]:
-    """The registered dataset ``name`` and its arrays."""
-    ds = plugins.lookup("dataset", plugins.get_datasets(), name)
+def dataset_arrays(name: str, data_dir: Path | str | None, spec: ArchitectureSpec | None = None) -> tuple[Any, Arrays]:
+    """The registered dataset ``name`` and its arrays, checked against the
+    dataset contract (:func:`effmodel.datasets.check_arrays`) and, given the
+    ``spec`` that asks for it, against that architecture; errors name the
+    dataset's plugin (and the architecture's)."""
+    from .contract import culprit
+    from .datasets import check_arrays, check_compatible, dataset_fingerprint, remember_loaded
+
+    registry = plugins.get_datasets()
+    if spec is not None and name not in registry:
+        raise UsageError(f"{culprit('register_architectures', spec.name, 'architecture')} asks for the dataset {name!r}, "
+                         f"which no plugin registers (known: {', '.join(sorted(registry)) or 'none installed'})")
+    ds = plugins.lookup("dataset", registry, name)
+    who = culprit("register_datasets", name, "dataset")
+    if spec is not None:
+        check_compatible(spec, ds, culprit("register_architectures", spec.name, "architecture"), who)
     directory = resolve_data_dir(data_dir)
     with plugins.plugin_call("register_datasets", name, "dataset", "load"):  # a plugin's crash: one line naming it
-        return ds, ds.load(directory)
+        arrays = ds.load(directory)
+    check_arrays(arrays, ds, who)
+    remember_loaded(name, dataset_fingerprint(ds, arrays))
+    return ds, arrays
 
 
 def training_settings(spec: ArchitectureSpec, settings: RunSettings):
