@@ -236,6 +236,7 @@ def result_row(
         the zero-skipping count equals the dense one.
     """
     from .accounting import accuracy_at, result_columns, work_at
+    from .provenance import provenance_columns
 
     counts = count_network(spec)
     sim_counts = count_network(network.simulated_spec)
@@ -289,7 +290,7 @@ def result_row(
             {k: v for k, v in result.metadata.items() if k != "extra"})}, default=str),
     } | result_columns(work_at(network.simulated_spec, result, step, effective_ops), cost_model, counts,
                        cost_point=settings.cost_point, delta=settings.delta, reached=reached,
-                       accuracy_at_step=accuracy_at(result, step))
+                       accuracy_at_step=accuracy_at(result, step)) | provenance_columns(spec, settings)
     # a ratio without SynOps (factor, its interval) is undefined: stored empty, never inf or NaN
     return {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}
 

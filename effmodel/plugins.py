@@ -342,6 +342,13 @@ def owner_of(hook_name: str, name: str) -> str | None:
     return _owners.get((hook_name, name))
 
 
+def distribution_of(plugin_name: str) -> tuple[str, str]:
+    """(distribution, version) of a loaded plugin; ``(IN_PROCESS, __version__ or "")``
+    for one registered in-process."""
+    load_plugins()
+    return _dists.get(plugin_name, (IN_PROCESS, ""))
+
+
 def get_architectures() -> dict[str, Any]:
     return _collect("register_architectures")
 

@@ -47,6 +47,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "neuron_updates_total", "mean_spike_rate", "total_costs", "snn_costs", "factor",
     *FAIR_RESULT_COLUMNS,  # fair accounting (issue 13): counts, accesses and cost split at the cost point
     "wall_seconds", "created", "spec_json", "extra_json",
+    # provenance (issue 23, effmodel.provenance.PROVENANCE_COLUMNS): what made the result
+    "simulator_options", "input_encoding", "readout", "plugin_versions", "dataset_fingerprint",
 )
 TIMESTEP_COLUMNS = ("run_id", "model", "simulator", "t", "error", "synops_cumulative")
 LAYER_COLUMNS = ("run_id", "model", "simulator", "layer", "type", "neurons", "spikes", "synops", "spike_rate", "rate_act_corr",
