@@ -40,7 +40,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Iterator, TypeVar
+from typing import Any, Iterator, Mapping, TypeVar
 
 import pluggy
 
@@ -188,6 +188,9 @@ def _collect(hook_name: str) -> dict[str, Any]:
             if problem:
                 warn(f"plugin {_plugin!r}: {hook_name} {name!r} skipped: {problem}")
                 return
+            note = registration_note(hook_name, obj)
+            if note:
+                warn(f"plugin {_plugin!r}: {hook_name} {name!r}: {note}")
             entries = candidates.setdefault(name, [])
             if any(p == _plugin for p, _ in entries):
                 warn(f"plugin {_plugin!r}: {hook_name} registers {name!r} twice; the second one is skipped")
@@ -314,6 +317,13 @@ def registration_problem(hook_name: str, obj: Any) -> str | None:
     return None
 
 
+def registration_note(hook_name: str, obj: Any) -> str | None:
+    """What is missing from an accepted object that the docs ask for (warned, not skipped)."""
+    if hook_name == "register_cost_models" and not str(getattr(obj, "citation", "") or "").strip():
+        return "no citation; say where the numbers come from, or label them made up (docs/hooks.md)"
+    return None
+
+
 @contextmanager
 def plugin_call(hook_name: str, name: str, kind: str, call: str) -> Iterator[None]:
     """Run a call into a registered object; an exception becomes one line.
@@ -383,18 +393,25 @@ class PluginInfo:
     distribution: str
     version: str
     hooks: tuple[str, ...] = field(default_factory=tuple)
+    contributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # hook -> names it owns
 
 
 def plugin_infos() -> list[PluginInfo]:
-    """Loaded plugins with their distribution and implemented hooks."""
+    """Loaded plugins with their distribution, implemented hooks and the names
+    each hook contributed (those it owns: a skipped duplicate is not listed)."""
     load_plugins()
+    owned: dict[str, dict[str, list[str]]] = {}
+    for hook_name in HOOK_NAMES:
+        for obj_name in _collect(hook_name):
+            owned.setdefault(_owners[(hook_name, obj_name)], {}).setdefault(hook_name, []).append(obj_name)
     infos = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda np_: np_[0] or ""):
         if plugin is None:  # blocked
             continue
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
-        dist, version = _dists.get(name, ("(in-process)", ""))
-        infos.append(PluginInfo(name=name, distribution=dist, version=version, hooks=hooks))
+        dist, version = _dists.get(name, (IN_PROCESS, ""))
+        contributes = {h: tuple(names) for h, names in owned.get(name, {}).items()}
+        infos.append(PluginInfo(name=name, distribution=dist, version=version, hooks=hooks, contributes=contributes))
     return infos
 
 
