@@ -96,7 +96,7 @@ def architectures_command(
     from ..specs import load_spec_file
 
     if model_file is not None:
-        from ..model_import import load_model_file
+        from ..keras_import import load_model_file
 
         specs = [load_model_file(model_file, dataset=dataset).spec]
     elif spec_file is not None:
