@@ -67,9 +67,14 @@ def provenance_columns(spec: Any, settings: Any) -> dict[str, Any]:
         "simulator_options": canonical_json(settings.simulator_options),
         "input_encoding": settings.input_encoding,
         "readout": settings.readout,
-        "plugin_versions": canonical_json(plugin_versions(spec, settings)),
+        "plugin_versions": current_versions(spec, settings),
         "dataset_fingerprint": loaded_fingerprint(spec.dataset),
     }
+
+
+def current_versions(spec: Any, settings: Any) -> str:
+    """The ``plugin_versions`` text a result of ``spec`` under ``settings`` would get now."""
+    return canonical_json(plugin_versions(spec, settings))
 
 
 def same_versions(stored: str | None, current: str, reuse_across_versions: bool = False) -> bool:
@@ -89,8 +94,7 @@ def already_stored(store: Any, item_key: str, simulator: str, current_versions: 
     """Whether ``store`` holds a current result of (``item_key``, ``simulator``):
     the skip test of ``run``/``sweep``, in place of ``store.has_result``.
 
-    ``current_versions``: ``provenance_columns(spec, settings)["plugin_versions"]``
-    (or ``canonical_json(plugin_versions(spec, settings))``).
+    ``current_versions``: :func:`current_versions` of the item's spec and settings.
     """
     for row in store.results():
         if row.get("item_key") == item_key and row.get("simulator") == simulator:
