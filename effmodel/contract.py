@@ -13,17 +13,23 @@ Checked per batch of ``B`` images simulated for ``T`` steps:
   (:func:`effmodel.counting.spiking_layer_indices`), plus ``"input"`` only
   with Poisson input; every value of shape ``(T,)``, non-negative integers;
 - spikes per step never exceed that layer's neurons x ``B``;
+- SynOps per layer and step lie within the exact bounds the spikes allow:
+  ``min fan-out x spikes <= SynOps <= max fan-out x spikes``, with the
+  exact per-neuron fan-outs of :func:`effmodel.counting.fanout_map` (a dense
+  receiver makes it an equality; the output layer's fan-out is 0).  Running
+  totals instead of per-step counts are reported as "looks cumulative";
 - ``predictions``: shape ``(B,)``, integer class indices of the output layer,
   or ``-1`` (no class: the ``spikes`` readout before the first output spike).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
 
-from .counting import count_network, spiking_layer_indices
+from .counting import count_network, fanout_map, spiking_layer_indices
 from .errors import PluginError
 from .simulation import BatchResult, SimulationConfig
 from .specs import ArchitectureSpec
@@ -46,6 +52,16 @@ def expected_layers(spec: ArchitectureSpec, input_encoding: str) -> dict[str, in
     if input_encoding == "poisson":
         out[INPUT_KEY] = int(np.prod(spec.input_shape))
     return out
+
+
+def check_session(session: Any, simulator: str) -> None:
+    """Raise a one-line :class:`PluginError` unless ``open`` returned a session with ``run_batch`` and ``close``."""
+    missing = [m for m in ("run_batch", "close") if not callable(getattr(session, m, None))]
+    if missing:
+        who = culprit("register_simulators", simulator, "simulator")
+        got = "None" if session is None else f"a {type(session).__name__} without {' and '.join(missing)}()"
+        raise PluginError(f"{who} broke the simulator contract in open: returned {got}, "
+                          f"expected a session with run_batch(x, y) and close()")
 
 
 def check_batch_result(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int, simulator: str) -> None:
@@ -81,7 +97,16 @@ def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig,
             text = f"{layers[key]} neurons x {batch} images = {bound}" if bound is not None else ""
             problem = _counts(f"{field}[{key!r}]", v, T, upper=bound, upper_text=text)
             if problem:
+                if bound is not None and _running_total_of(np.asarray(v), lambda d: d <= bound):
+                    problem += " (looks cumulative: spikes_t holds the spikes emitted at each step, not running totals)"
                 return problem
+    for key in result.synops_t:
+        if key not in result.spikes_t:
+            return f"spikes_t: missing {key!r}, which synops_t has"
+        problem = synops_bound_problem(key, np.asarray(result.synops_t[key], dtype=np.int64),
+                                       np.asarray(result.spikes_t[key], dtype=np.int64), *fanout_range(spec, key))
+        if problem:
+            return problem
     preds = np.asarray(result.predictions)
     if preds.shape != (batch,):
         return f"predictions: expected shape ({batch},), got {preds.shape}"
@@ -93,6 +118,56 @@ def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig,
             return f"predictions: expected integer class indices, got {value}"
         return f"predictions: expected class indices in [0, {classes - 1}] or -1 (no class), got {value!r} for image {i}"
     return None
+
+
+@lru_cache(maxsize=256)
+def fanout_range(spec: ArchitectureSpec, key: str) -> tuple[int, int]:
+    """(min, max) exact fan-out of the neurons of spiking layer ``key`` (``"input"``: the input image)."""
+    index = -1 if key == INPUT_KEY else [l.name for l in spec.layers].index(key)
+    fan = fanout_map(spec, index)
+    return (int(fan.min()), int(fan.max())) if fan.size else (0, 0)
+
+
+def synops_bound_problem(key: str, synops: np.ndarray, spikes: np.ndarray, fmin: int, fmax: int) -> str | None:
+    """Check ``fmin x spikes <= synops <= fmax x spikes`` at every step (per-step counts of one layer).
+
+    A SynOp is one spike delivered over one synapse, so a layer's SynOps at a
+    step are the sum of its spiking neurons' fan-outs: never fewer than the
+    smallest fan-out times the spikes, never more than the largest.
+    """
+    low, high = fmin * spikes, fmax * spikes
+    bad = np.flatnonzero((synops < low) | (synops > high))
+    if bad.size == 0:
+        return None
+    t = int(bad[0])
+    between = (f"{fmax} x {spikes[t]} spikes = {high[t]}" if fmin == fmax else
+               f"between {fmin} x {spikes[t]} = {low[t]} and {fmax} x {spikes[t]} = {high[t]}")
+    problem = (f"synops_t[{key!r}]: expected spikes x exact fan-out (effmodel.fanout_map), {between} at step {t + 1}, "
+               f"got {synops[t]}")
+    if synops[t] > high[t] and _running_total_of(synops, None, spikes, fmin, fmax):
+        problem += " (looks cumulative: synops_t holds the SynOps of each step, not running totals)"
+    elif synops[t] < low[t] and _running_total_of(spikes, None, synops, fmin, fmax, spikes_are_total=True):
+        problem += " (spikes_t looks cumulative: it holds the spikes emitted at each step, not running totals)"
+    return problem
+
+
+def _running_total_of(series: np.ndarray, fits: Any, other: np.ndarray | None = None, fmin: int = 0, fmax: int = 0,
+                      spikes_are_total: bool = False) -> bool:
+    """Whether ``series`` looks like a running total: non-decreasing, growing at
+    some step, and its per-step differences keep the bound that it breaks.
+
+    ``fits(differences)``: the bound, for a series checked alone; else the
+    bound is the SynOps/spikes relation with ``other``.
+    """
+    series = np.asarray(series, dtype=np.int64)
+    steps = np.diff(series, prepend=0)
+    if series.size < 2 or (steps < 0).any() or not (steps[1:] > 0).any():
+        return False
+    if fits is not None:
+        return bool(np.all(fits(steps)))
+    if spikes_are_total:  # series: spikes (running total), other: synops per step
+        return bool(np.all((fmin * steps <= other) & (other <= fmax * steps)))
+    return bool(np.all((fmin * other <= steps) & (steps <= fmax * other)))  # series: synops, other: spikes
 
 
 def _keys(field: str, values: Mapping[str, Any], layers: Mapping[str, int], spec: ArchitectureSpec, encoding: str) -> str | None:

@@ -480,6 +480,7 @@ def execute(
     budget: Any = None,
     estimate: Callable[[WorkItem, Any], Any] | None = None,
     stop_on_error: bool = False,
+    reuse_across_versions: bool = False,
 ) -> ExecutionSummary:
     """Compute every item not yet stored and store each result as it arrives.
 
@@ -496,11 +497,17 @@ def execute(
         started items get the deadline; both end up in ``summary.left``.
     :param stop_on_error: with the in-process executor, an item's error
         propagates as raised (``run --jobs 1``) instead of being reported.
+    :param reuse_across_versions: a stored result counts as done even when
+        the plugins that made it had other versions than the installed ones
+        (by default such an item is recomputed: :func:`effmodel.provenance.already_stored`).
     """
+    from .provenance import already_stored, current_versions
+
     summary = ExecutionSummary()
     todo: list[WorkItem] = []
     for item in items:
-        if not force and store.has_result(item.key, item.settings.simulator):
+        if not force and already_stored(store, item.key, item.settings.simulator,
+                                        current_versions(item.spec, item.settings), reuse_across_versions):
             summary.skipped.append(item.name)
             if display is not None:
                 display.skipped(item.name)

@@ -26,9 +26,12 @@ def register_architectures(register: Callable[..., None]) -> None:
     """Contribute network architectures.
 
     :param register: call ``register(spec)`` with an
-        :class:`effmodel.specs.ArchitectureSpec` for each architecture.  Names
-        must be unique across all plugins; a later duplicate is skipped with a
-        warning.
+        :class:`effmodel.specs.ArchitectureSpec` for each architecture.  A name
+        belongs to one object: a built-in plugin's wins (a third-party
+        duplicate is skipped with a warning naming it), two third-party
+        plugins with one name are an error naming both, and
+        ``EFFMODEL_PREFER=plugin:name`` decides explicitly (the same for
+        every hook; see :mod:`effmodel.plugins`).
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -39,7 +42,10 @@ def register_datasets(register: Callable[..., None]) -> None:
 
     :param register: call ``register(dataset)`` with an object satisfying
         :class:`effmodel.datasets.Dataset` (``name``, ``input_shape``,
-        ``num_classes``, ``load(data_dir)``).
+        ``num_classes``, ``validation_fraction``, ``load(data_dir)``, an
+        optional ``version``).  What ``load`` returns is checked on every
+        load (:func:`effmodel.datasets.check_arrays`: uint8 pixels or floats
+        in [0, 1], integer labels ``(N,)`` in ``[0, num_classes)``).
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -54,7 +60,10 @@ def register_simulators(register: Callable[..., None]) -> None:
     :param register: call ``register(simulator)`` with an object satisfying
         :class:`effmodel.simulation.Simulator`: a ``name``, a one-line
         ``description`` and ``open(network, config)`` returning a session whose
-        ``run_batch(x, y)`` returns a :class:`effmodel.simulation.BatchResult`.
+        ``run_batch(x, y)`` returns a :class:`effmodel.simulation.BatchResult`;
+        optionally ``options`` (a tuple of
+        :class:`effmodel.options.SimulatorOption`, checked before training),
+        ``readouts`` and ``codings`` (the ones it honours).
         Heavy frameworks must be imported inside ``open``, never at module
         import, so that ``effmodel --help`` stays fast.
     :returns: nothing; results are collected through ``register``.

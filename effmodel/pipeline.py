@@ -124,12 +124,28 @@ def weights_digest(weights: Mapping[str, Any]) -> str:
 # --- pieces -----------------------------------------------------------------------
 
 
-def dataset_arrays(name: str, data_dir: Path | str | None) -> tuple[Any, Arrays]:
-    """The registered dataset ``name`` and its arrays."""
-    ds = plugins.lookup("dataset", plugins.get_datasets(), name)
+def dataset_arrays(name: str, data_dir: Path | str | None, spec: ArchitectureSpec | None = None) -> tuple[Any, Arrays]:
+    """The registered dataset ``name`` and its arrays, checked against the
+    dataset contract (:func:`effmodel.datasets.check_arrays`) and, given the
+    ``spec`` that asks for it, against that architecture; errors name the
+    dataset's plugin (and the architecture's)."""
+    from .contract import culprit
+    from .datasets import check_arrays, check_compatible, dataset_fingerprint, remember_loaded
+
+    registry = plugins.get_datasets()
+    if spec is not None and name not in registry:
+        raise UsageError(f"{culprit('register_architectures', spec.name, 'architecture')} asks for the dataset {name!r}, "
+                         f"which no plugin registers (known: {', '.join(sorted(registry)) or 'none installed'})")
+    ds = plugins.lookup("dataset", registry, name)
+    who = culprit("register_datasets", name, "dataset")
+    if spec is not None:
+        check_compatible(spec, ds, culprit("register_architectures", spec.name, "architecture"), who)
     directory = resolve_data_dir(data_dir)
     with plugins.plugin_call("register_datasets", name, "dataset", "load"):  # a plugin's crash: one line naming it
-        return ds, ds.load(directory)
+        arrays = ds.load(directory)
+    check_arrays(arrays, ds, who)
+    remember_loaded(name, dataset_fingerprint(ds, arrays))
+    return ds, arrays
 
 
 def training_settings(spec: ArchitectureSpec, settings: RunSettings):
@@ -150,10 +166,13 @@ def train_spec(spec: ArchitectureSpec, settings: RunSettings, arrays: Arrays | N
     from .paths import cache_dir
     from .training import train
 
-    ds, arr = dataset_arrays(spec.dataset, settings.data_dir) if arrays is None else (
+    from .datasets import dataset_fingerprint
+
+    ds, arr = dataset_arrays(spec.dataset, settings.data_dir, spec=spec) if arrays is None else (
         plugins.lookup("dataset", plugins.get_datasets(), spec.dataset), arrays)
     return train(spec, arr, ds.validation_fraction, training_settings(spec, settings), cache_dir(settings.cache_dir),
-                 verbose=verbose, deadline=deadline, epoch_seconds_guess=epoch_seconds_guess)
+                 verbose=verbose, deadline=deadline, epoch_seconds_guess=epoch_seconds_guess,
+                 dataset_fingerprint=dataset_fingerprint(ds, arr))
 
 
 def estimate_item(spec: ArchitectureSpec, settings: RunSettings, estimator, trained: bool = False):
@@ -193,7 +212,7 @@ def converted_network(
     settings = RunSettings(data_dir=Path(data_dir) if data_dir else None, cache_dir=Path(cache_dir) if cache_dir else None,
                            epochs=epochs, seed=seed, max_train_images=max_train_images,
                            normalisation=normalisation or NormalisationSettings())
-    _, arrays = dataset_arrays(spec.dataset, settings.data_dir)
+    _, arrays = dataset_arrays(spec.dataset, settings.data_dir, spec=spec)
     trained = train_spec(spec, settings, arrays)
     return convert_trained(spec, trained.path, arrays, settings.normalisation)
 
@@ -247,6 +266,7 @@ def result_row(
         the zero-skipping count equals the dense one.
     """
     from .accounting import accuracy_at, result_columns, work_at
+    from .provenance import provenance_columns
 
     counts = count_network(spec)
     sim_counts = count_network(network.simulated_spec)
@@ -300,7 +320,7 @@ def result_row(
             {k: v for k, v in result.metadata.items() if k != "extra"})}, default=str),
     } | result_columns(work_at(network.simulated_spec, result, step, effective_ops), cost_model, counts,
                        cost_point=settings.cost_point, delta=settings.delta, reached=reached,
-                       accuracy_at_step=accuracy_at(result, step))
+                       accuracy_at_step=accuracy_at(result, step)) | provenance_columns(spec, settings)
     # a ratio without SynOps (factor, its interval) is undefined: stored empty, never inf or NaN
     return {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}
 
@@ -364,6 +384,7 @@ def compute_item(
     """
     from .budget import BudgetExhausted
     from .machine import describe_machine
+    from .provenance import PROVENANCE_COLUMNS
 
     from .conversion import convert_trained
     from .training import evaluate, load_model
@@ -371,7 +392,7 @@ def compute_item(
     say = log or (lambda m: print(m, file=sys.stderr))
     simulator = plugins.lookup("simulator", plugins.get_simulators(), settings.simulator)
     cost_model = plugins.lookup("cost model", plugins.get_cost_models(), settings.cost_model)
-    ds, arrays = dataset_arrays(spec.dataset, settings.data_dir)
+    ds, arrays = dataset_arrays(spec.dataset, settings.data_dir, spec=spec)
     if tuple(arrays.x_test.shape[1:]) != tuple(spec.input_shape):
         raise DataError(f"{spec.name} expects inputs {tuple(spec.input_shape)} but {spec.dataset} images are {arrays.x_test.shape[1:]}")
     n_test = len(arrays.x_test) if settings.num_test is None else min(settings.num_test, len(arrays.x_test))
@@ -455,13 +476,14 @@ def compute_item(
             f"(exact: {row['ann_flops']:,})")
     phases["count_seconds"] = time.perf_counter() - clock
     row |= phases | {"machine": describe_machine(result.metadata.get("device"))}
+    provenance = {c: row[c] for c in PROVENANCE_COLUMNS}  # every series row says what made it too
     timesteps = tuple(
         {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,
-         "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])}
+         "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])} | provenance
         for t in range(result.duration)
     )
     for r in layers:
-        r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator}
+        r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator} | provenance
     return ItemResult(row=row, timesteps=timesteps, layers=tuple(layers))
 
 
@@ -506,6 +528,6 @@ def converted_from_file(path: Path, dataset: str | None, settings: RunSettings) 
     from .paths import cache_dir
 
     imported = load_model_file(path, dataset=dataset, workdir=cache_dir(settings.cache_dir) / "imported")
-    _, arrays = dataset_arrays(imported.spec.dataset, settings.data_dir)
+    _, arrays = dataset_arrays(imported.spec.dataset, settings.data_dir, spec=imported.spec)
     network = convert(imported.spec, imported.weights, arrays, settings.normalisation, model_path=imported.model_path)
     return imported.spec, network

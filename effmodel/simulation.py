@@ -45,6 +45,19 @@ def check_readout(simulator: Any, readout: str) -> None:
                          f"{' or '.join(supported)}, not {readout!r}")
 
 
+CODINGS = ("analog", "poisson")
+"""Input codings (``SimulationConfig.input_encoding``); a simulator may declare the ones it
+supports in an optional attribute ``codings`` (default: all)."""
+
+
+def check_coding(simulator: Any, encoding: str) -> None:
+    """Refuse an input coding that ``simulator`` declares it cannot simulate (its optional ``codings``)."""
+    supported = tuple(getattr(simulator, "codings", CODINGS))
+    if encoding not in supported:
+        raise UsageError(f"simulator {getattr(simulator, 'name', simulator)!r} supports --input-encoding "
+                         f"{' or '.join(supported)}, not {encoding!r}")
+
+
 @dataclass(frozen=True)
 class NormalisationSettings:
     """Data-based weight normalisation (Rueckauer et al. 2017).
@@ -274,11 +287,15 @@ def simulate(
 
     :raises UsageError: if ``batches`` yields no image.
     """
-    from .contract import check_batch_result
+    from .contract import check_batch_result, check_session
+    from .options import check_options
     from .plugins import plugin_call
 
+    check_options(simulator, config.options)  # the driver checks earlier, before training; this covers direct calls
+    check_coding(simulator, config.input_encoding)
     with plugin_call("register_simulators", simulator.name, "simulator", "open"):
         session = simulator.open(network, config)
+    check_session(session, simulator.name)
     correct = np.zeros(config.duration, dtype=np.int64)
     synops: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}

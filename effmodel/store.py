@@ -33,6 +33,7 @@ from .accounting import RESULT_COLUMNS as FAIR_RESULT_COLUMNS
 from .accounting import RESULT_INT as FAIR_RESULT_INT
 from .accounting import RESULT_TEXT as FAIR_RESULT_TEXT
 from .faults import fault_point
+from .provenance import PROVENANCE_COLUMNS
 
 STORE_NAME = "effmodel.sqlite"
 LOCK_NAME = ".effmodel.lock"
@@ -51,10 +52,12 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "train_seconds", "train_epochs_run", "train_images", "convert_seconds", "simulate_seconds", "count_seconds",
     "machine",
     "created", "spec_json", "extra_json",
+    # provenance (issue 23): what made the result
+    *PROVENANCE_COLUMNS,
 )
-TIMESTEP_COLUMNS = ("run_id", "model", "simulator", "t", "error", "synops_cumulative")
+TIMESTEP_COLUMNS = ("run_id", "model", "simulator", "t", "error", "synops_cumulative", *PROVENANCE_COLUMNS)
 LAYER_COLUMNS = ("run_id", "model", "simulator", "layer", "type", "neurons", "spikes", "synops", "spike_rate", "rate_act_corr",
-                 *FAIR_LAYER_COLUMNS)
+                 *FAIR_LAYER_COLUMNS, *PROVENANCE_COLUMNS)
 
 _REAL = {"ann_accuracy", "snn_accuracy", "normalisation_percentile", "threshold_tolerance", "synops_at_threshold",
          "synops_total", "synops_input_layer", "neuron_updates_total", "mean_spike_rate", "total_costs", "snn_costs",
@@ -214,7 +217,8 @@ class Store:
                 for table in ("results", "timesteps", "layers"):
                     cur.executemany(f"DELETE FROM {table} WHERE run_id=? AND model=? AND simulator=?", sorted(keys))
                 cur.execute(_insert("results", RESULT_COLUMNS), [_py(values[c]) for c in RESULT_COLUMNS])
-                cur.executemany(_insert("timesteps", TIMESTEP_COLUMNS), [[_py(r[c]) for c in TIMESTEP_COLUMNS] for r in timesteps])
+                cur.executemany(_insert("timesteps", TIMESTEP_COLUMNS), [
+                    [_py(r.get(c) if c in PROVENANCE_COLUMNS else r[c]) for c in TIMESTEP_COLUMNS] for r in timesteps])
                 cur.executemany(_insert("layers", LAYER_COLUMNS), [[_py(r.get(c)) for c in LAYER_COLUMNS] for r in layers])
                 fault_point("store-write", row["model"])
                 cur.execute("COMMIT")

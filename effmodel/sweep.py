@@ -288,6 +288,7 @@ def run_sweep(
     force: bool = False,
     display: Any = None,
     budget: Any = None,
+    reuse_across_versions: bool = False,
 ) -> SweepOutcome:
     """Compute every (grid point, seed) not already in ``store`` and store it.
 
@@ -303,5 +304,5 @@ def run_sweep(
 
     items = work_items(points, seeds, settings, run_id, key)
     summary = execute(items, store, executor or ExecutorSettings(), force=force, compute=compute, display=display,
-                      budget=budget)
+                      budget=budget, reuse_across_versions=reuse_across_versions)
     return SweepOutcome(summary.done, summary.skipped, summary.failed, summary.left, summary.smallest_left)

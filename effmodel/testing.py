@@ -174,7 +174,7 @@ def _self_consistency(case: str, network: ConvertedNetwork, r: SimulationResult)
 
 
 def check_simulator(sim: Any, duration: int = 24, images: int = 10, batch_size: int = 4, rtol: float = 0.0,
-                    compare: bool = True, seed: int = 0) -> SimulatorCheck:
+                    compare: bool = True, seed: int = 0, options: dict[str, Any] | None = None) -> SimulatorCheck:
     """Check ``sim`` (an object as registered with ``register_simulators``).
 
     On tiny networks with max pooling, with ``--max2avg-pool`` and with
@@ -186,19 +186,33 @@ def check_simulator(sim: Any, duration: int = 24, images: int = 10, batch_size: 
     Then Poisson input (contract only: random streams differ).  A simulator
     that does not model an IF neuron with reset by subtraction can pass
     ``compare=False`` to run the contract checks only.
+
+    ``options``: the simulator's ``--option`` settings for every case (the
+    reference runs without); checked first against its declared ``options``
+    (:mod:`effmodel.options`), as the core does before training.
     """
     from .errors import EffmodelError
+    from .options import check_options, options_problem
 
     for attr in ("name", "description", "open"):
         if not getattr(sim, attr, None):
             raise AssertionError(f"the simulator has no {attr!r} (see docs/hooks.md, register_simulators)")
+    problem = options_problem(sim)
+    if problem:
+        raise AssertionError(f"simulator {sim.name!r}: {problem}")
+    options = dict(options or {})
+    try:
+        check_options(sim, options)
+    except EffmodelError as exc:
+        raise AssertionError(str(exc)) from exc
     reference = reference_simulator() if compare else None
     cases = {
         "max pooling": tiny_network(seed, "max"),
         "max pooling, --max2avg-pool": tiny_network(seed, "max", max2avg_pool=True),
         "average pooling": tiny_network(seed + 1, "avg"),
     }
-    config = SimulationConfig(duration=duration, batch_size=batch_size, seed=seed, record_spiketrains=True)
+    config = SimulationConfig(duration=duration, batch_size=batch_size, seed=seed, record_spiketrains=True, options=options)
+    ref_config = replace(config, options={})
     problems: list[str] = []
     ran: dict[str, tuple[SimulationResult, SimulationResult | None]] = {}
     for case, network in cases.items():
@@ -209,7 +223,7 @@ def check_simulator(sim: Any, duration: int = 24, images: int = 10, batch_size: 
             raise AssertionError(f"{case}: {exc}") from exc
         one_batch = _run(sim, network, x[:batch_size], y[:batch_size], config)  # spike_counts cover it all
         problems += _self_consistency(case, network, one_batch)
-        ref = _run(reference, network, x, y, config) if reference is not None else None
+        ref = _run(reference, network, x, y, ref_config) if reference is not None else None
         if ref is not None:
             problems += _compare(case, got, ref, rtol)
         ran[case] = (got, ref)
@@ -254,7 +268,13 @@ def _plugin_fixture() -> Iterator[Callable[..., str]]:
     registered: list[str] = []
 
     def register(plugin: object, name: str | None = None) -> str:
-        """Register ``plugin`` (a module or an object with ``@hookimpl`` methods) for this test."""
+        """Register ``plugin`` (a module or an object with ``@hookimpl`` methods) for this test.
+
+        A plugin that is already loaded (installed, so its entry point loaded
+        it) is used as it is and left registered afterwards."""
+        plugins.load_plugins()
+        if plugins.pm.is_registered(plugin):
+            return plugins.pm.get_name(plugin) or ""
         registered.append(plugins.register_plugin(plugin, name=name))
         return registered[-1]
 

@@ -300,12 +300,20 @@ def _training_lock(cache: Path, key: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _cached(spec: ArchitectureSpec, entry: Path, key: str) -> TrainedModel | None:
+def _cached(spec: ArchitectureSpec, entry: Path, key: str, fingerprint: str | None = None) -> TrainedModel | None:
+    """The complete cache entry, or None.  An entry trained on other data
+    under the same dataset name (its recorded ``dataset_fingerprint`` differs;
+    entries without one are reused) is removed, as is a damaged one."""
     if (entry / "meta.json").is_file() and (entry / "model.h5").is_file():
         meta = _valid_entry_meta(entry)
         if meta is not None:
-            return TrainedModel(spec=spec, path=entry / "model.h5", key=key, metadata=meta, cache_hit=True)
-        print(f"{spec.name}: the cached model {entry} is truncated or damaged; training it again", file=sys.stderr)
+            stored = meta.get("dataset_fingerprint")
+            if fingerprint is None or stored is None or stored == fingerprint:
+                return TrainedModel(spec=spec, path=entry / "model.h5", key=key, metadata=meta, cache_hit=True)
+            print(f"{spec.name}: the cached model {entry} was trained on other {spec.dataset} data (fingerprint "
+                  f"{stored}, now {fingerprint}); training it again", file=sys.stderr)
+        else:
+            print(f"{spec.name}: the cached model {entry} is truncated or damaged; training it again", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
     return None
 
@@ -319,6 +327,7 @@ def train(
     verbose: int | None = None,
     deadline: float | None = None,
     epoch_seconds_guess: float | None = None,
+    dataset_fingerprint: str | None = None,
 ) -> TrainedModel:
     """Train ``spec`` (or reuse the cache) and return the cached model.
 
@@ -335,6 +344,11 @@ def train(
         :class:`TrainingBudgetExhausted` is raised.  The expected epoch time
         is the slowest epoch of this call so far, else ``epoch_seconds_guess``
         (else the epoch is started).
+    :param dataset_fingerprint: what the training data contained
+        (:func:`effmodel.datasets.dataset_fingerprint`), recorded in the
+        entry's ``meta.json``: a cached model trained on other data under the
+        same dataset name is trained again.  It is not part of the key, so
+        entries written before it was recorded stay valid.
     """
     from .keras_compat import import_keras, versions
 
@@ -342,21 +356,21 @@ def train(
     vers = versions()
     key = cache_key(spec, spec.dataset, settings, vers)
     entry = cache / key
-    hit = _cached(spec, entry, key)
+    hit = _cached(spec, entry, key, dataset_fingerprint)
     if hit is not None:
         return hit
     if tuple(arrays.x_train.shape[1:]) != tuple(spec.input_shape):
         raise DataError(f"{spec.name} expects inputs {spec.input_shape}, the dataset has {arrays.x_train.shape[1:]}")
     with _training_lock(cache, key):
-        hit = _cached(spec, entry, key)  # another process may have finished it while we waited
+        hit = _cached(spec, entry, key, dataset_fingerprint)  # another process may have finished it while we waited
         if hit is not None:
             return hit
         return _train_locked(spec, arrays, validation_fraction, settings, cache, key, vers, keras, verbose,
-                             deadline, epoch_seconds_guess)
+                             deadline, epoch_seconds_guess, dataset_fingerprint)
 
 
 def _train_locked(spec, arrays, validation_fraction, settings, cache, key, vers, keras, verbose, deadline,
-                  epoch_seconds_guess) -> TrainedModel:
+                  epoch_seconds_guess, dataset_fingerprint) -> TrainedModel:
     entry = cache / key
     meta_path = entry / "meta.json"
     xtr, ytr, xva, yva = split_train_validation(arrays.x_train, arrays.y_train, validation_fraction)
@@ -365,13 +379,17 @@ def _train_locked(spec, arrays, validation_fraction, settings, cache, key, vers,
         xva, yva = xva[: max(settings.max_train_images // 5, 1)], yva[: max(settings.max_train_images // 5, 1)]
     ckpt = _checkpoint_dir(cache, key)
     loaded = _load_checkpoint(ckpt)
+    if loaded is not None and loaded[0].get("dataset_fingerprint") not in (None, dataset_fingerprint):
+        print(f"{spec.name}: the training checkpoint {ckpt} was made on other {spec.dataset} data; starting over",
+              file=sys.stderr, flush=True)
+        loaded = None
     if loaded is not None:
         state, saved = loaded
         print(f"{spec.name}: resuming training after epoch {state['epoch']} of {settings.epochs} "
               f"(checkpoint {ckpt})", file=sys.stderr, flush=True)
     else:
         state = {"epoch": 0, "history": {}, "best": None, "best_epoch": None, "wait": 0, "stopped": False,
-                 "train_seconds": 0.0, "resumed_at": []}
+                 "train_seconds": 0.0, "resumed_at": [], "dataset_fingerprint": dataset_fingerprint}
         saved = {"weights": [], "optimizer": [], "best": []}
     if state["epoch"] > 0:
         state["resumed_at"] = list(state.get("resumed_at", [])) + [state["epoch"]]
@@ -436,6 +454,7 @@ def _train_locked(spec, arrays, validation_fraction, settings, cache, key, vers,
             "best_epoch": state["best_epoch"], "resumed_at_epochs": state["resumed_at"],
             "history": state["history"], "test_accuracy": test_acc, "train_seconds": state["train_seconds"],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model_sha256": _sha256(tmp / "model.h5"),
+            "dataset_fingerprint": dataset_fingerprint,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if entry.is_dir() and not meta_path.is_file():  # a broken entry from older code or by hand

@@ -157,14 +157,35 @@ def test_each_broken_field_is_named_with_expected_and_got(real, network):
 
 
 def test_spikes_bound_is_neurons_times_batch(real, network):
-    """Exactly neurons x B spikes per step is possible (every neuron fires); one more is not."""
+    """Exactly neurons x B spikes per step is possible (every neuron fires); one more is not.
+    The SynOps are set to match (each neuron's exact fan-out, by hand: conv -> its own 2x2 pooling
+    window, 1; pool -> dense 10, 10; out, 0), or the SynOps bound would object first."""
     from effmodel.contract import batch_problem
 
     result, config = real
+    fanout = {"conv": 1, "pool": 10, "out": 0}
     for layer, n in NEURONS.items():
         full = np.full(T, n * B)
-        assert batch_problem(_with(result, "spikes_t", layer, full), network.simulated_spec, config, B) is None
-        assert f"got {n * B + 1} at step 1" in batch_problem(_with(result, "spikes_t", layer, full + 1), network.simulated_spec, config, B)
+        consistent = _with(_with(result, "spikes_t", layer, full), "synops_t", layer, full * fanout[layer])
+        assert batch_problem(consistent, network.simulated_spec, config, B) is None
+        over = _with(_with(result, "spikes_t", layer, full + 1), "synops_t", layer, (full + 1) * fanout[layer])
+        assert f"got {n * B + 1} at step 1" in batch_problem(over, network.simulated_spec, config, B)
+
+
+def test_synops_bound_on_a_real_result(real, network):
+    """The real Norse result keeps min fan-out x spikes <= SynOps <= max fan-out x spikes; one SynOp
+    more or less on a layer with a uniform fan-out (pool -> dense 10: exactly 10 per spike) does not."""
+    from effmodel.contract import batch_problem
+
+    result, config = real
+    pool = np.asarray(result.synops_t["pool"])
+    assert np.array_equal(pool, 10 * np.asarray(result.spikes_t["pool"]))
+    t = int(np.argmax(pool > 0))
+    for delta in (1, -1):
+        broken = pool.copy()
+        broken[t] += delta
+        problem = batch_problem(_with(result, "synops_t", "pool", broken), network.simulated_spec, config, B)
+        assert problem.startswith("synops_t['pool']") and f"at step {t + 1}, got {broken[t]}" in problem, problem
 
 
 # --- end to end: plugins wrapping the real Norse simulator --------------------------------

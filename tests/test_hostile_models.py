@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from effmodel.errors import DataError
-from effmodel.model_import import check_model_file, load_model_file
+from effmodel.keras_import import check_model_file, load_model_file
 
 
 def _evil(x):  # never called in this process: HOSTILE_MARKER is unset here

@@ -1,4 +1,4 @@
-"""Bring-your-own-model import (``effmodel.model_import``) on real MNIST.
+"""Bring-your-own-model import (``effmodel.keras_import``) on real MNIST.
 
 Reference predictions always come from an independent implementation: the
 Keras model that was trained (tf_keras), a genuine old Keras (2.0.8 and 2.2.4
@@ -22,7 +22,7 @@ import pytest
 from effmodel.counting import count_network
 from effmodel.errors import DataError, UsageError
 from effmodel.forward import predict
-from effmodel.model_import import load_model_file
+from effmodel.keras_import import load_model_file
 from effmodel.specs import spec_from_dict
 
 pytestmark = pytest.mark.slow

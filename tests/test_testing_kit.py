@@ -133,3 +133,24 @@ def test_effmodel_plugin_fixture_registers_and_removes(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=2)
+
+
+def test_effmodel_plugin_fixture_accepts_an_installed_plugin(fresh_plugins):
+    """Registering a plugin module that its entry point already loaded is not pluggy's raw
+    'already registered' error: the installed registration is used and left in place."""
+    import effmodel_numpysim
+
+    from effmodel.testing import _plugin_fixture
+
+    fixture = _plugin_fixture()
+    register = next(fixture)
+    assert register(effmodel_numpysim) == "numpysim"
+    fixture.close()  # the fixture's teardown
+    assert fresh_plugins.pm.has_plugin("numpysim") and "numpy" in fresh_plugins.get_simulators()
+
+
+def test_register_plugin_under_a_taken_name_is_one_line(fresh_plugins):
+    from effmodel.errors import UsageError
+
+    with pytest.raises(UsageError, match="a plugin named 'reference' is already registered"):
+        fresh_plugins.register_plugin(object(), name="reference")

@@ -90,3 +90,34 @@ def test_deadline_stops_before_an_epoch_that_would_not_fit(tmp_path, data_dir):
     done = train(spec, arrays, ds.validation_fraction, settings, tmp_path, verbose=0)
     assert done.metadata["epochs_run"] == 2 and done.metadata["resumed_at_epochs"] == [1]
     assert len(done.metadata["history"]["loss"]) == 2
+
+
+def test_changed_dataset_content_retrains(tmp_path, data_dir):
+    """The cache entry records what its data contained: the same dataset name
+    with other content (one training pixel changed) is a miss that retrains;
+    the same content, or an entry without a recorded fingerprint, is a hit."""
+    from dataclasses import replace
+
+    from effmodel import plugins
+    from effmodel.datasets import dataset_fingerprint
+    from effmodel.training import train
+
+    spec = plugins.get_architectures()["SmallCNN1"]
+    ds = plugins.get_datasets()["mnist"]
+    arrays = ds.load(data_dir)
+    x = arrays.x_train.copy()
+    x[0, 0, 0, 0] ^= 1
+    changed = replace(arrays, x_train=x)
+    old, new = dataset_fingerprint(ds, arrays), dataset_fingerprint(ds, changed)
+    assert old != new
+    settings = TrainingSettings(epochs=1, max_train_images=200)
+    first = train(spec, arrays, ds.validation_fraction, settings, tmp_path, verbose=0, dataset_fingerprint=old)
+    assert not first.cache_hit and first.metadata["dataset_fingerprint"] == old
+    assert train(spec, arrays, ds.validation_fraction, settings, tmp_path, verbose=0, dataset_fingerprint=old).cache_hit
+    again = train(spec, changed, ds.validation_fraction, settings, tmp_path, verbose=0, dataset_fingerprint=new)
+    assert not again.cache_hit and again.key == first.key and again.metadata["dataset_fingerprint"] == new
+    # an entry from before fingerprints were recorded is reused
+    meta = json.loads((again.path.parent / "meta.json").read_text())
+    del meta["dataset_fingerprint"]
+    (again.path.parent / "meta.json").write_text(json.dumps(meta))
+    assert train(spec, arrays, ds.validation_fraction, settings, tmp_path, verbose=0, dataset_fingerprint=old).cache_hit

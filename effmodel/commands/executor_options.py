@@ -24,6 +24,8 @@ TIME_BUDGET = typer.Option(None, "--time-budget", help="Wall-time budget, e.g. 1
                            "(checkpointed), a simulation still running is abandoned; exits 0 saying how many items "
                            "are left (rerun the same command to continue).")
 DEADLINE = typer.Option(None, "--deadline", help="As --time-budget, with an end time: 2026-12-03T17:45 or 17:45 (local time).")
+REUSE_ACROSS_VERSIONS = typer.Option(False, "--reuse-across-versions", help="Count a stored result as done even when "
+                                     "the plugins that made it had other versions (default: recompute it).")
 FORCE = typer.Option(False, "--force", help="Recompute items already stored and replace their rows.")
 
 

@@ -12,14 +12,53 @@ import typer
 from .. import plugins
 
 
+KINDS = {"register_architectures": "architectures", "register_datasets": "datasets",
+         "register_simulators": "simulators", "register_cost_models": "cost models"}
+
+
+def simulator_details(sim) -> dict:
+    """What ``effmodel plugins`` shows of a simulator: description, readouts, codings, declared options."""
+    from ..options import declared_options
+    from ..simulation import CODINGS, READOUTS
+
+    declared = declared_options(sim)
+    return {
+        "description": sim.description,
+        "readouts": list(getattr(sim, "readouts", READOUTS)),
+        "codings": list(getattr(sim, "codings", CODINGS)),
+        "options": None if declared is None else [
+            {"name": o.name, "type": o.type_names, "default": o.default, "choices": list(o.choices), "doc": o.doc}
+            for o in declared],
+    }
+
+
 def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List loaded plugins with their distribution, version and hooks."""
+    """List loaded plugins: distribution, version, hooks, and what each contributes
+    (simulators with their options, readouts and codings; architectures; datasets; cost models)."""
     infos = plugins.plugin_infos()
+    sims = plugins.get_simulators()
     if as_json:
-        typer.echo(json.dumps([asdict(i) | {"hooks": list(i.hooks)} for i in infos], indent=2))
+        typer.echo(json.dumps([asdict(i) | {"hooks": list(i.hooks), "contributes": {h: list(n) for h, n in i.contributes.items()},
+                                            "simulators": {n: simulator_details(sims[n]) for n in i.contributes.get("register_simulators", ())}}
+                               for i in infos], indent=2, default=str))
         return
     for i in infos:
         typer.echo(f"{i.name:<12} {i.distribution} {i.version}  hooks: {', '.join(i.hooks)}")
+        for hook, names in i.contributes.items():
+            if hook != "register_simulators":
+                typer.echo(f"  {KINDS[hook]}: {', '.join(names)}")
+                continue
+            for n in names:
+                d = simulator_details(sims[n])
+                typer.echo(f"  simulator {n}: {d['description']}")
+                typer.echo(f"    readouts: {', '.join(d['readouts'])}; codings: {', '.join(d['codings'])}")
+                if d["options"] is None:
+                    typer.echo("    options: not declared (not checked before the run)")
+                for o in d["options"] or ():
+                    allowed = " | ".join(map(str, o["choices"])) if o["choices"] else o["type"]
+                    typer.echo(f"    --option {o['name']}=...  ({allowed}; default {o['default']})  {o['doc']}".rstrip())
+        if i.hooks and not i.contributes:
+            typer.echo("  (registered nothing)")
 
 
 def architecture_row(spec) -> dict:
@@ -57,7 +96,7 @@ def architectures_command(
     from ..specs import load_spec_file
 
     if model_file is not None:
-        from ..model_import import load_model_file
+        from ..keras_import import load_model_file
 
         specs = [load_model_file(model_file, dataset=dataset).spec]
     elif spec_file is not None:
@@ -73,10 +112,19 @@ def architectures_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'name':<14}{'dataset':<9}{'depth':>6}{'conv':>5}{'dense':>6}{'params':>12}{'MACs':>14}{'neurons':>10}")
-    for r in rows:
-        typer.echo(f"{r['name']:<14}{r['dataset']:<9}{r['depth']:>6}{r['conv_layers']:>5}{r['dense_layers']:>6}"
-                   f"{r['params']:>12,}{r['macs']:>14,}{r['neurons']:>10,}")
+    typer.echo(aligned_table(
+        ("name", "dataset", "depth", "conv", "dense", "params", "MACs", "neurons"),
+        [(r["name"], r["dataset"], r["depth"], r["conv_layers"], r["dense_layers"], f"{r['params']:,}", f"{r['macs']:,}",
+          f"{r['neurons']:,}") for r in rows]))
+
+
+def aligned_table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    """Columns as wide as their longest entry, two spaces apart: text left, numbers right."""
+    cells = [tuple(map(str, header))] + [tuple(map(str, r)) for r in rows]
+    widths = [max(len(c[j]) for c in cells) for j in range(len(header))]
+    numeric = [all(c[j].replace(",", "").isdigit() for c in cells[1:]) and len(cells) > 1 for j in range(len(header))]
+    return "\n".join("  ".join(c[j].rjust(widths[j]) if numeric[j] else c[j].ljust(widths[j]) for j in range(len(header))).rstrip()
+                     for c in cells)
 
 
 def per_operation_costs(model) -> str:

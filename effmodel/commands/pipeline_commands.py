@@ -81,6 +81,7 @@ def run_command(
     max_retries: int = ex.MAX_RETRIES,
     time_budget: Optional[str] = ex.TIME_BUDGET,
     deadline: Optional[str] = ex.DEADLINE,
+    reuse_across_versions: bool = ex.REUSE_ACROSS_VERSIONS,
 ) -> None:
     """Train, convert, simulate, count and cost each model; store and print a Table-2 comparison.
 
@@ -105,11 +106,15 @@ def run_command(
     # Validate names and paths before any expensive work or any store write.
     from .. import plugins
     from ..datasets import resolve_data_dir
-    from ..simulation import check_readout
+    from ..options import check_options
+    from ..simulation import check_coding, check_readout
 
     resolve_data_dir(data_dir)
     stored_as = getattr(plugins.lookup("simulator", plugins.get_simulators(), simulator), "name", simulator)  # results' simulator column
-    check_readout(plugins.lookup("simulator", plugins.get_simulators(), simulator), readout)
+    sim = plugins.lookup("simulator", plugins.get_simulators(), simulator)
+    check_readout(sim, readout)
+    check_options(sim, opts)  # unknown or invalid --option values: refused before any training
+    check_coding(sim, settings.input_encoding)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
     budget = TimeBudget.from_options(time_budget, deadline)
@@ -124,7 +129,8 @@ def run_command(
         status = "failed"
         summary = None
         try:
-            summary = _execute(items, keys, settings, run_id, store, exec_settings, force, budget, output)
+            summary = _execute(items, keys, settings, run_id, store, exec_settings, force, budget, output,
+                               reuse_across_versions)
             status = "complete" if not summary.left else "partial"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -183,7 +189,7 @@ class _SerialDisplay:
         print(message, file=sys.stderr, flush=True)
 
 
-def _execute(items, keys, settings, run_id, store, exec_settings, force, budget, output):
+def _execute(items, keys, settings, run_id, store, exec_settings, force, budget, output, reuse_across_versions):
     """Compute the items through the one driver (:func:`effmodel.executors.execute`)
     and store each result here.  With workers (a pool or Ray) an item that
     failed for good ends the run with one line naming it; in this process an
@@ -202,10 +208,12 @@ def _execute(items, keys, settings, run_id, store, exec_settings, force, budget,
                      network=network, key=key) for (spec, network), key in zip(items, keys)]
     if not workers:
         return execute(work, store, exec_settings, force=force, budget=budget, stop_on_error=True,
-                       display=_SerialDisplay(output, {w.name: w.key for w in work}))
+                       display=_SerialDisplay(output, {w.name: w.key for w in work}),
+                       reuse_across_versions=reuse_across_versions)
     try:
         with ItemProgress("run") as display:
-            summary = execute(work, store, exec_settings, force=force, display=display, budget=budget)
+            summary = execute(work, store, exec_settings, force=force, display=display, budget=budget,
+                              reuse_across_versions=reuse_across_versions)
     finally:
         shutdown()
     if summary.failed:

@@ -67,6 +67,7 @@ def sweep_command(
     max_retries: int = ex.MAX_RETRIES,
     time_budget: Optional[str] = ex.TIME_BUDGET,
     deadline: Optional[str] = ex.DEADLINE,
+    reuse_across_versions: bool = ex.REUSE_ACROSS_VERSIONS,
 ) -> None:
     """Sweep CNN families from a grid (type I/II conv bundles, 1-3 dense layers, width x0.5-x4); skips stored items."""
     from ..sweep import DATASETS, plan, run_sweep
@@ -129,7 +130,7 @@ def sweep_command(
         try:
             with ItemProgress("sweep") as display:
                 outcome = run_sweep(points, seed_list, settings, store, run_id, executor=exec_settings, force=force,
-                                    display=display, budget=budget)
+                                    display=display, budget=budget, reuse_across_versions=reuse_across_versions)
             status = "complete" if not outcome.failed and not outcome.left else "partial"
         finally:
             shutdown()

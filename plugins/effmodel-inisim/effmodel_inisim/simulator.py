@@ -28,13 +28,23 @@ Options (``SimulationConfig.options``):
 
 from __future__ import annotations
 
+from effmodel.options import CORE_OPTIONS, SimulatorOption
+
 NORMALISATION_MODES = ("effmodel", "snntoolbox", "online")
+OPTIONS = (
+    SimulatorOption("normalisation", str, "effmodel", NORMALISATION_MODES,
+                    "effmodel: the core's normalised weights; snntoolbox/online: snntoolbox normalises"),
+    SimulatorOption("softmax_to_relu", bool, True, doc="simulate the output layer as IF/ReLU neurons (deterministic)"),
+    SimulatorOption("log_file", bool, True, doc="send snntoolbox's console output to <workdir>/snntoolbox.log"),
+    *CORE_OPTIONS,
+)
 
 
 class InisimSimulator:
     """snntoolbox 0.6.0's INI simulator (temporal mean rate) as an effmodel simulator."""
 
     name = "inisim"
+    options = OPTIONS  # checked by the core before training (effmodel.options)
     readouts = ("spikes",)  # snntoolbox's rule only; the core refuses --readout potential up front
     description = "snntoolbox 0.6.0 INI simulator (temporal mean rate, tf_keras); exact and snntoolbox SynOps per step"
 

@@ -7,6 +7,24 @@ Only registration lives here; torch and Norse are imported lazily inside
 from __future__ import annotations
 
 from effmodel import hookimpl
+from effmodel.options import SimulatorOption
+
+OPTIONS = (
+    SimulatorOption("mode", str, "auto", ("auto", "layerwise", "stepwise"),
+                    "layerwise: a time chunk per conv/dense call; stepwise: one step at a time; auto: per device"),
+    SimulatorOption("chunk_elements", int, 2**22, doc="layerwise: at most this many elements in the largest chunk tensor"),
+    SimulatorOption("chunk_steps", int, None, doc="layerwise: a fixed chunk length in steps (default: from chunk_elements; 5 on CUDA)"),
+    SimulatorOption("precision", str, "fp32", ("fp32", "tf32"), "CUDA: fp32 turns TF32 off so the GPU gives the CPU's spikes"),
+    SimulatorOption("threads", (int, str), "auto", doc="CPU threads for torch: auto (the idle cores) or a number"),
+    SimulatorOption("kernels", str, "auto", ("auto", "on", "off"), "CPU: numba IF/max-pool kernels with fused counting"),
+    SimulatorOption("neuron", str, "if", ("if", "iaf", "lif"), "the spiking neuron model (effmodel_norse.network)"),
+    SimulatorOption("tau_mem_inv", float, 100.0, doc="LIF inverse membrane time constant (1/s), dt = 1 ms"),
+    SimulatorOption("tau_syn_inv", float, None, doc="LIF inverse synaptic time constant (1/s); default: no synaptic current"),
+    SimulatorOption("dtype", str, "float32", ("float32", "float64"), "membrane potential precision"),
+    SimulatorOption("device", str, None, doc="torch device; default cuda when available, else cpu"),
+    SimulatorOption("readout", str, None, ("spikes", "potential"), "deprecated alias of --readout; wins when given"),
+)
+"""What ``--option`` may set (checked by the core before training; see :mod:`effmodel_norse.simulator`)."""
 
 
 def _simulator_module():
@@ -26,6 +44,7 @@ class NorseSimulator:
     neurons; options are documented in :mod:`effmodel_norse.simulator`."""
 
     name = "norse"
+    options = OPTIONS
     description = "Norse/PyTorch IF simulation of the converted network (exact SynOps, CPU or CUDA)"
 
     def open(self, network, config):

@@ -23,16 +23,23 @@ from __future__ import annotations
 import numpy as np
 
 from effmodel import BatchResult, UsageError, conv2d, fanout_map, pool2d, same_padding, spiking_layer_indices
+from effmodel.options import CORE_OPTIONS
+from effmodel.simulation import CODINGS, READOUTS
 
-OPTIONS = ("keep_workdir",)  # handled by the core
+# The --option keys it takes: add yours as SimulatorOption(name, type, default, choices, doc)
+# (effmodel.options); the core refuses any other key, or a bad value, before training.
+OPTIONS = (*CORE_OPTIONS,)  # keep_workdir, handled by the core
 
 
 class NumpySimulator:
     name = "numpy"
     description = "reference: IF neurons, reset by subtraction, plain numpy (slow, readable)"
+    options = OPTIONS
+    readouts = READOUTS  # the readout rules it honours (a subset, if not all)
+    codings = CODINGS  # the input codings it simulates (a subset, if not all)
 
     def open(self, network, config):
-        unknown = sorted(set(config.options) - set(OPTIONS))
+        unknown = sorted(set(config.options) - {o.name for o in OPTIONS})
         if unknown:
             raise UsageError(f"the numpy simulator takes no option {', '.join(unknown)}")
         return NumpySession(network, config)
