@@ -385,6 +385,26 @@ def _select_dataset(pts: list[GridPoint], k: int | None, rng: random.Random, max
     return best[1]
 
 
+def take(points: Sequence[GridPoint], n: int) -> list[GridPoint]:
+    """``n`` of the selected ``points``, chosen within each dataset (the
+    datasets share ``n`` as :func:`select` does) as the cells of a smaller
+    sweep are: each conv depth and each dense depth as often as possible.
+    A cross-check on another simulator runs a subset of the *same* networks."""
+    datasets = _datasets_of(points)
+    if not len(datasets) <= n <= len(points):
+        raise UsageError(f"--take must be between {len(datasets)} and {len(points)} (the selected architectures), got {n}")
+    out: list[GridPoint] = []
+    for i, ds in enumerate(datasets):
+        pts = sorted((p for p in points if p.dataset == ds), key=lambda p: p.spec.name)
+        k = min(len(pts), n // len(datasets) + (i < n % len(datasets)))
+        by_cell: dict[tuple, list[GridPoint]] = {}
+        for p in pts:
+            by_cell.setdefault(p.cell, []).append(p)
+        for cell in _slots(sorted(by_cell), k, random.Random(f"take-{ds}")):
+            out.append(by_cell[cell].pop(0))
+    return sorted(out, key=_grid_order)
+
+
 def plan(datasets: Sequence[str], max_architectures: int | None, sample_seed: int = 0,
          max_epoch_seconds: float | None = MAX_EPOCH_SECONDS, max_corr: float = MAX_CORR,
          epochs: int | None = None, max_train_images: int | None = None,

@@ -47,6 +47,7 @@ def sweep_command(
     max_architectures: Optional[int] = typer.Option(
         None, "--max-architectures", help="Architectures in all, split between the datasets; default: one per cell "
         "(bundle type x bundles x hidden dense layers) of each dataset, so conv and dense depth are crossed."),
+    take: Optional[int] = typer.Option(None, "--take", help="Run only N of the selected architectures, each conv and dense depth as often as possible (e.g. an INIsim cross-check of a Norse sweep on the same networks)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds, e.g. 0,1."),
     epochs: Optional[int] = typer.Option(None, help="Maximum training epochs (default: 15 MNIST, 30 CIFAR-10, the sweep protocol)."),
     early_stopping: int = typer.Option(3, "--early-stopping", help="Stop after N epochs without val_loss improvement and keep the best epoch's weights (0 = off)."),
@@ -81,7 +82,7 @@ def sweep_command(
     max_retries: int = ex.MAX_RETRIES,
 ) -> None:
     """Sweep CNNs whose depth is not a proxy for size (conv x dense depth crossed, widths chosen); skips stored items."""
-    from ..sweep import DATASETS, plan, run_sweep
+    from ..sweep import DATASETS, plan, run_sweep, take as take_subset
 
     ds = [d.strip() for d in datasets.split(",") if d.strip()]
     unknown = [d for d in ds if d not in DATASETS]
@@ -108,6 +109,12 @@ def sweep_command(
                      for d in ds}
     if not points:
         raise UsageError("the grid is empty: every chosen point collapses (try fewer --bundles)")
+    if take is not None:
+        points = take_subset(points, take)
+        names = {pt.spec.name for pt in points}
+        p["taken"] = [a["name"] for a in p["architectures"] if a["name"] in names]
+        p["projected_train_seconds"] = round(sum(a["projected_train_seconds"] for a in p["architectures"]
+                                                 if a["name"] in names))
     p["seeds"] = seed_list
     p["items"] = len(points) * len(seed_list)
     p["projected_train_hours"] = round(p["projected_train_seconds"] * len(seed_list) / 3600, 2)
@@ -144,7 +151,7 @@ def sweep_command(
     with Store(output) as store:
         run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {
             "settings": asdict(settings), "seeds": seed_list, "sweep": {k: v for k, v in p.items() if k != "architectures"},
-            "models": [a["name"] for a in p["architectures"]],
+            "models": [pt.spec.name for pt in points],
         })
         status = "failed"
         try:
