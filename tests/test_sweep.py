@@ -5,6 +5,7 @@ function, no training)."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import json
 import random
 import re
@@ -156,6 +157,24 @@ def test_fewer_or_more_architectures_than_cells():
     assert {p.cell for p in many} == {p.cell for p in points}
     with pytest.raises(UsageError):
         sweep.select(points, 0)
+
+
+def test_take_is_a_balanced_subset_of_the_same_networks(capsys):
+    chosen = _default_sweep()
+    sub = sweep.take(chosen, 12)
+    assert {p.spec.name for p in sub} <= {p.spec.name for p in chosen} and len(sub) == 12
+    for ds in ("mnist", "cifar10"):
+        pts = [p for p in sub if p.dataset == ds]
+        assert len(pts) == 6
+        # 6 networks over 4 conv depths and 4 dense depths: each level once or twice
+        assert sorted(Counter(p.bundles for p in pts).values()) == [1, 1, 2, 2]
+        assert sorted(Counter(p.dense for p in pts).values()) == [1, 1, 2, 2]
+    assert [p.spec.name for p in sweep.take(chosen, 12)] == [p.spec.name for p in sub]
+    with pytest.raises(UsageError, match="--take must be between 2 and 32"):
+        sweep.take(chosen, 33)
+    assert main(["sweep", "--dry-run", "--take", "12"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["taken"] == [p.spec.name for p in sub] and plan["items"] == 12 and plan["selected"] == 32
 
 
 def test_an_impossible_bound_is_a_one_line_error(capsys, tmp_path):
