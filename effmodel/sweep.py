@@ -386,13 +386,13 @@ def _select_dataset(pts: list[GridPoint], k: int | None, rng: random.Random, max
 
 
 def take(points: Sequence[GridPoint], n: int) -> list[GridPoint]:
-    """``n`` of the selected ``points``, chosen within each dataset (the
+    """At most ``n`` of the selected ``points`` (all if fewer), chosen within each dataset (the
     datasets share ``n`` as :func:`select` does) as the cells of a smaller
     sweep are: each conv depth and each dense depth as often as possible.
     A cross-check on another simulator runs a subset of the *same* networks."""
     datasets = _datasets_of(points)
-    if not len(datasets) <= n <= len(points):
-        raise UsageError(f"--take must be between {len(datasets)} and {len(points)} (the selected architectures), got {n}")
+    if n < len(datasets):
+        raise UsageError(f"--take {n} is fewer than one per dataset ({', '.join(datasets)})")
     out: list[GridPoint] = []
     for i, ds in enumerate(datasets):
         pts = sorted((p for p in points if p.dataset == ds), key=lambda p: p.spec.name)

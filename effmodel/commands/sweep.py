@@ -47,7 +47,7 @@ def sweep_command(
     max_architectures: Optional[int] = typer.Option(
         None, "--max-architectures", help="Architectures in all, split between the datasets; default: one per cell "
         "(bundle type x bundles x hidden dense layers) of each dataset, so conv and dense depth are crossed."),
-    take: Optional[int] = typer.Option(None, "--take", help="Run only N of the selected architectures, each conv and dense depth as often as possible (e.g. an INIsim cross-check of a Norse sweep on the same networks)."),
+    take: Optional[int] = typer.Option(None, "--take", help="Run at most N of the selected architectures, each conv and dense depth as often as possible (e.g. an INIsim cross-check of a Norse sweep on the same networks)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds, e.g. 0,1."),
     epochs: Optional[int] = typer.Option(None, help="Maximum training epochs (default: 15 MNIST, 30 CIFAR-10, the sweep protocol)."),
     early_stopping: int = typer.Option(3, "--early-stopping", help="Stop after N epochs without val_loss improvement and keep the best epoch's weights (0 = off)."),
