@@ -348,11 +348,15 @@ def _select_dataset(pts: list[GridPoint], k: int | None, rng: random.Random, max
     k = len(cells) if k is None else k
     if k > len(pts):
         raise UsageError(f"{pts[0].dataset}: {k} architectures asked for, the grid has only {len(pts)}")
-    slots = _slots(cells, k, rng)
     scale = {a: _std([getattr(p, a) for p in pts]) or 1.0 for a in ("depth", "log_params", "log_neurons")}
     best: tuple[tuple[float, float], list[GridPoint]] | None = None
+    if k < len(cells):
+        starts *= 4  # each start also draws its own balanced subset of the cells
+    slots = _slots(cells, k, rng)
     for start in range(starts):
-        # a start: the cheapest width in every slot, then seeded random widths
+        # a start: the cheapest width in every slot, then seeded random widths (and cells)
+        if start and k < len(cells):
+            slots = _slots(cells, k, rng)
         sel: list[GridPoint] = []
         for c in slots:
             free = [p for p in by_cell[c] if p not in sel]
