@@ -178,6 +178,14 @@ def test_take_is_a_balanced_subset_of_the_same_networks(capsys):
     assert plan["taken"] == [p.spec.name for p in sub] and plan["items"] == 12 and plan["selected"] == 32
 
 
+def test_the_printed_correlation_line():
+    from effmodel.commands.sweep import correlation_line
+
+    line = correlation_line({"mnist": {"depth_log_params": 0.107, "depth_log_neurons": -0.2, "depth_log_macs": None},
+                             "cifar10": {"depth_log_params": 0.0, "depth_log_neurons": 0.25, "depth_log_macs": 0.3}})
+    assert line == "corr(depth, log params/neurons/MACs): mnist +0.11/-0.20/n/a, cifar10 +0.00/+0.25/+0.30"
+
+
 def test_an_impossible_bound_is_a_one_line_error(capsys, tmp_path):
     # One conv width and one dense width leave one architecture per cell: the
     # only possible sweep.  Its correlations, by hand, break the bound...
