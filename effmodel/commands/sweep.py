@@ -146,8 +146,10 @@ def sweep_command(
     # so $EFFMODEL_DATA_DIR on the driver means the same path on every node.
     settings = replace(settings, data_dir=resolve_data_dir(data_dir))
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    say(f"sweep: {len(points)} architectures x {len(seed_list)} seed(s); {correlation_line(p['correlations'])}; "
-        f"training <= {p['projected_train_hours']:g} h projected; executor {executor}")
+    of = f" of {p['selected']} selected" if len(points) < p["selected"] else ""
+    say(f"sweep: {len(points)}{of} architectures x {len(seed_list)} seed(s); {correlation_line(p['correlations'])}"
+        f"{' (the selection)' if of else ''}; training <= {p['projected_train_hours']:.2f} h projected (maximum epochs); "
+        f"executor {executor}")
     with Store(output) as store:
         run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {
             "settings": asdict(settings), "seeds": seed_list, "sweep": {k: v for k, v in p.items() if k != "architectures"},
