@@ -7,8 +7,8 @@ the Dense(10) softmax classifier.  Every convolution is 3x3 with 'same'
 padding, so four bundles fit both inputs (28 -> 14 -> 7 -> 3 -> 1 and
 32 -> 16 -> 8 -> 4 -> 2).  Conv filters double per bundle from the reference
 base width (16 MNIST / 32 CIFAR-10, as LargeCNN1/2) times the *conv width*;
-every hidden Dense layer has the same number of units, the base (64 / 256, as
-LargeCNN1/2... DeepCNN1/2's first dense layer) times the *dense width*, so a
+every hidden Dense layer has the same number of units, the base (64 / 256, the
+first dense layer of DeepCNN1 / SmallCNN2) times the *dense width*, so a
 deeper dense stack is not also a narrower one.  Dropout after the dense stack
 is .5 for one hidden layer and .35 for several (the reference models).
 
@@ -20,15 +20,15 @@ only those), so that within each dataset ``|corr(depth, log params)|`` and
 ``|corr(depth, log neurons)|`` are at most ``max_corr`` (0.3); neurons are
 :attr:`effmodel.counting.NetworkCount.neurons`, the conv and dense units that
 the regressions use.  Among the choices that meet the bound it prefers the
-one whose points fill (depth, log params, log neurons) most evenly.  It is a seeded local
-search (coordinate descent over the cells from a few starts), so the same
-arguments always give the same sweep.  A grid that cannot meet the bound is a
+one whose points fill (depth, log params, log neurons) most evenly.  It is a
+seeded local search (coordinate descent over the cells from a few starts),
+so the same arguments always give the same sweep.  A grid that cannot meet the bound is a
 one-line :class:`UsageError`, never a silent violation.
 
 **Size.**  :func:`seconds_per_epoch` projects one training epoch on the full
-training split from the forward MACs and neurons per image (a linear model
-fitted to epochs measured on the project's 2-core machine, one thread per
-job: see ``TIME_MODEL``); :meth:`GridPoint.train_seconds` is that times the
+training split from the batches, Keras layers, forward MACs and neurons (a
+linear model fitted to epochs measured on the project's 2-core machine, one
+thread per job: see ``TIME_MODEL``); :meth:`GridPoint.train_seconds` is that times the
 protocol's maximum epochs (15 MNIST / 30 CIFAR-10), an upper bound because
 early stopping (patience 3 on val_loss) usually ends sooner.  Grid points
 projected above ``max_epoch_seconds`` per epoch are left out before the
@@ -51,7 +51,7 @@ from .errors import UsageError
 from .specs import ArchitectureSpec, spec_from_dict
 
 DATASETS: dict[str, dict[str, Any]] = {
-    # conv_base / dense_base: the reference models' widths (LargeCNN1/2's filters and dense units);
+    # conv_base: LargeCNN1/2's first filters; dense_base: DeepCNN1's / SmallCNN2's first dense layer;
     # max_epochs: the sweep's training protocol (early stopping on val_loss usually ends sooner);
     # train_images: the full training split after the report's validation split (85/15, 83/17)
     "mnist": {"input_shape": (28, 28, 1), "conv_base": 16, "dense_base": 64, "max_epochs": 15, "train_images": 51_000},
