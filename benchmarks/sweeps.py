@@ -38,7 +38,7 @@ from pathlib import Path
 
 GRID = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II", "--bundles", "1", "--dense", "1,2",
         "--widths", "0.5,1", "--epochs", "1", "--max-train-images", "300", "--num-test", "50", "--duration", "20",
-        "--batch-size", "50"]
+        "--batch-size", "50", "--max-corr", "1", "--max-architectures", "8"]
 ITEMS = 8
 CASES = {
     "jobs1": ["--executor", "local", "--jobs", "1"],

@@ -25,7 +25,7 @@ from effmodel.sweep import build_spec
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--simulator", "norse", "--datasets", "mnist", "--bundle-types", "I,II", "--bundles", "1", "--dense", "1,2",
         "--widths", "0.5", "--epochs", "1", "--max-train-images", "300", "--num-test", "20", "--duration", "10",
-        "--batch-size", "20"]
+        "--batch-size", "20", "--max-corr", "1"]  # four networks cannot decorrelate depth and size: no bound
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ class TestLocalPoolWorkerKilled:
 
     def test_a_worker_killed_every_time_fails_its_item_only(self, reference, cache, data_dir, tmp_path, stored_tables):
         _rows, _series = stored_tables
-        victim = "sw-mnist-I1-d1-w0.5-s0"
+        victim = "sw-mnist-I1-d1-c0.5-u0.5-s0"
         env = _env(cache, EFFMODEL_FAULT_KILL_AT=f"simulate@{victim}")  # the worker SIGKILLs itself mid-simulation
         r = _sweep(tmp_path, cache, data_dir, "--executor", "local", "--jobs", "2", "--max-retries", "0", env=env)
         assert r.returncode == 0, r.stderr[-3000:]

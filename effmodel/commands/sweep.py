@@ -33,14 +33,25 @@ def _floats(value: str, option: str) -> list[float]:
     return list(dict.fromkeys(out))
 
 
+def correlation_line(correlations: dict) -> str:
+    """``corr(depth, log params/neurons/MACs): mnist +0.07/+0.27/+0.34, ...``"""
+    fmt = lambda r: "n/a" if r is None else f"{r:+.2f}"  # noqa: E731
+    parts = [f"{ds} {fmt(c['depth_log_params'])}/{fmt(c['depth_log_neurons'])}/{fmt(c['depth_log_macs'])}"
+             for ds, c in correlations.items()]
+    return "corr(depth, log params/neurons/MACs): " + ", ".join(parts)
+
+
 def sweep_command(
     simulator: str = typer.Option("inisim", help="Simulator plugin (see `effmodel plugins`)."),
     datasets: str = typer.Option("mnist,cifar10", "--datasets", help="Comma-separated datasets: mnist,cifar10."),
     max_architectures: Optional[int] = typer.Option(
-        None, "--max-architectures", help="Sample N grid points (depth and log params kept uncorrelated); default: all."),
+        None, "--max-architectures", help="Architectures in all, split between the datasets; default: one per cell "
+        "(bundle type x bundles x hidden dense layers) of each dataset, so conv and dense depth are crossed."),
+    take: Optional[int] = typer.Option(None, "--take", help="Run at most N of the selected architectures, each conv and dense depth as often as possible (e.g. an INIsim cross-check of a Norse sweep on the same networks)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds, e.g. 0,1."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: 25 MNIST, 35 CIFAR-10, as the report)."),
-    max_train_images: Optional[int] = typer.Option(None, help="Train on the first N training images only."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum training epochs (default: 15 MNIST, 30 CIFAR-10, the sweep protocol)."),
+    early_stopping: int = typer.Option(3, "--early-stopping", help="Stop after N epochs without val_loss improvement and keep the best epoch's weights (0 = off)."),
+    max_train_images: Optional[int] = typer.Option(None, help="Train on the first N training images only (default: the full training split)."),
     num_test: Optional[int] = typer.Option(None, help="Test images to simulate (default: the whole test set)."),
     duration: Optional[int] = typer.Option(None, help="Time steps T (default: 100 MNIST, 150 CIFAR-10)."),
     batch_size: str = typer.Option("auto", help="Images simulated at once (bounds memory): a number, or auto = the simulator's choice (Norse: the GPU memory budget on CUDA, 50 on CPU; others 50)."),
@@ -49,15 +60,19 @@ def sweep_command(
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
     cost_point: str = typer.Option("settle", "--cost-point", help="Step the SNN's costs are taken at: settle (error within --tolerance of its final error) or iso-accuracy (first step with SNN error <= ANN error + --delta)."),
     delta: float = typer.Option(0.01, "--delta", help="iso-accuracy: allowed SNN error above the ANN's (fraction; 0.01 = 1 point)."),
-    sample_seed: int = typer.Option(0, help="Seed of the grid sampling (ties only)."),
+    sample_seed: int = typer.Option(0, help="Seed of the selection (its starting points and tie-breaks)."),
+    max_corr: float = typer.Option(0.3, "--max-corr", help="Bound on |corr(depth, log params)| and |corr(depth, log neurons)| within each dataset; a sweep that cannot meet it is an error."),
+    max_epoch_seconds: float = typer.Option(16, "--max-epoch-seconds", help="Leave out grid points projected to take longer per training epoch (seconds of the project's 2-core machine, one core per job; 0 = no limit)."),
     output: Path = typer.Option(Path("out-sweep"), "--output", "-o", help="Output directory (store and CSVs)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder holding mnist/ and cifar10/."),
     cache_dir: Optional[Path] = typer.Option(None, help="Trained-model cache."),
-    bundle_types: str = typer.Option("I,II", "--bundle-types", help="Grid axis: conv bundle types, I and/or II."),
+    bundle_types: str = typer.Option("I", "--bundle-types", help="Grid axis: conv bundle types, I (one conv) and/or II (two convs)."),
     bundles: str = typer.Option("1,2,3,4", "--bundles", help="Grid axis: numbers of conv bundles."),
-    dense: str = typer.Option("1,2,3", "--dense", help="Grid axis: numbers of hidden dense layers."),
-    widths: str = typer.Option("0.5,1,2,4", "--widths", help="Grid axis: width multipliers."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the selected grid as JSON (depth, params) and stop."),
+    dense: str = typer.Option("0,1,2,3", "--dense", help="Grid axis: numbers of hidden dense layers (0 = Flatten straight into the classifier)."),
+    conv_widths: str = typer.Option("0.25,0.5,1", "--conv-widths", help="Grid axis: conv width multipliers (filters 16/32 x w, doubling per bundle)."),
+    dense_widths: str = typer.Option("0.5,1,2", "--dense-widths", help="Grid axis: dense width multipliers (every hidden layer 64/256 x w units)."),
+    widths: Optional[str] = typer.Option(None, "--widths", help="Set both width axes at once."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the sweep plan as JSON (architectures, correlations, projected hours) and stop."),
     force: bool = ex.FORCE,
     executor: str = ex.EXECUTOR,
     jobs: Optional[int] = ex.JOBS,
@@ -69,8 +84,8 @@ def sweep_command(
     deadline: Optional[str] = ex.DEADLINE,
     reuse_across_versions: bool = ex.REUSE_ACROSS_VERSIONS,
 ) -> None:
-    """Sweep CNN families from a grid (type I/II conv bundles, 1-3 dense layers, width x0.5-x4); skips stored items."""
-    from ..sweep import DATASETS, plan, run_sweep
+    """Sweep CNNs whose depth is not a proxy for size (conv x dense depth crossed, widths chosen); skips stored items."""
+    from ..sweep import DATASETS, plan, run_sweep, take as take_subset
 
     ds = [d.strip() for d in datasets.split(",") if d.strip()]
     unknown = [d for d in ds if d not in DATASETS]
@@ -81,18 +96,36 @@ def sweep_command(
     if not types or set(types) - {"I", "II"}:
         raise UsageError(f"--bundle-types expects I and/or II, got {bundle_types!r}")
     axes = {"bundle_types": types, "bundles": _ints(bundles, "--bundles"), "dense": _ints(dense, "--dense"),
-            "widths": _floats(widths, "--widths")}
-    if min(axes["bundles"]) <= 0 or min(axes["dense"]) <= 0:
-        raise UsageError("--bundles and --dense expect positive integers")
+            "conv_widths": _floats(widths or conv_widths, "--widths" if widths else "--conv-widths"),
+            "dense_widths": _floats(widths or dense_widths, "--widths" if widths else "--dense-widths")}
+    if min(axes["bundles"]) <= 0 or min(axes["dense"]) < 0:
+        raise UsageError("--bundles expects positive integers and --dense non-negative ones")
+    if not 0 < max_corr <= 1:
+        raise UsageError(f"--max-corr must be in (0, 1], got {max_corr:g}")
+    if max_epoch_seconds < 0 or early_stopping < 0:
+        raise UsageError("--max-epoch-seconds and --early-stopping must be >= 0 (0 = no limit / off)")
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
     from ..budget import TimeBudget
 
     budget = TimeBudget.from_options(time_budget, deadline)
-    p, points = plan(ds, max_architectures, sample_seed, **axes)
+    p, points = plan(ds, max_architectures, sample_seed, max_epoch_seconds or None, max_corr, epochs,
+                     max_train_images, **axes)
+    p["training"] = {d: {"max_epochs": epochs or DATASETS[d]["max_epochs"], "early_stopping_patience": early_stopping,
+                         "train_images": min(DATASETS[d]["train_images"], max_train_images or DATASETS[d]["train_images"])}
+                     for d in ds}
     if not points:
         raise UsageError("the grid is empty: every chosen point collapses (try fewer --bundles)")
+    if take is not None:
+        points = take_subset(points, take)
+        names = {pt.spec.name for pt in points}
+        p["taken"] = [a["name"] for a in p["architectures"] if a["name"] in names]
+        p["projected_train_seconds"] = round(sum(a["projected_train_seconds"] for a in p["architectures"]
+                                                 if a["name"] in names))
+    p["seeds"] = seed_list
+    p["items"] = len(points) * len(seed_list)
+    p["projected_train_hours"] = round(p["projected_train_seconds"] * len(seed_list) / 3600, 2)
     if dry_run:
-        typer.echo(json.dumps(p | {"seeds": seed_list, "items": len(points) * len(seed_list)}, indent=2))
+        typer.echo(json.dumps(p, indent=2))
         return
 
     from dataclasses import asdict, replace
@@ -108,6 +141,7 @@ def sweep_command(
     settings = RunSettings(
         simulator=simulator, output=output, data_dir=data_dir, cache_dir=cache_dir, num_test=num_test,
         duration=duration, batch_size=batch_size, epochs=epochs, seed=seed_list[0], max_train_images=max_train_images,
+        early_stopping=early_stopping or None,
         cost_model=cost_model, threshold_tolerance=tolerance, readout=readout, cost_point=cost_point, delta=delta,
     )
     from ..datasets import resolve_data_dir
@@ -118,13 +152,18 @@ def sweep_command(
     # so $EFFMODEL_DATA_DIR on the driver means the same path on every node.
     settings = replace(settings, data_dir=resolve_data_dir(data_dir))
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    corr = p["selected_correlation"]["corr_within_dataset"]
-    say(f"sweep: {len(points)} architectures x {len(seed_list)} seed(s); within-dataset corr(depth, log params) = "
-        f"{corr:.3f}; executor {executor}")
+    of = f" of {p['selected']} selected" if len(points) < p["selected"] else ""
+    say(f"sweep: {len(points)}{of} architectures x {len(seed_list)} seed(s); {correlation_line(p['correlations'])}"
+        f"{' (the selection)' if of else ''}; training <= {p['projected_train_hours']:.2f} h projected (maximum epochs); "
+        f"executor {executor}")
+    from ..store import STORE_NAME
+
+    fresh, fresh_dir = not (output / STORE_NAME).exists(), not output.exists()
+    outcome = None
     with Store(output) as store:
         run_id = store.start_run(" ".join(["effmodel"] + sys.argv[1:]), {
             "settings": asdict(settings), "seeds": seed_list, "sweep": {k: v for k, v in p.items() if k != "architectures"},
-            "models": [a["name"] for a in p["architectures"]],
+            "models": [pt.spec.name for pt in points],
         })
         status = "failed"
         try:
@@ -135,9 +174,17 @@ def sweep_command(
         finally:
             shutdown()
             store.finish_run(run_id, status)
-            results, _ = store.export_csv()
+            nothing = outcome is not None and not outcome.done and not outcome.failed  # all skipped or left
+            if fresh and not store.results() and (status == "failed" or nothing):
+                store.close()  # a first sweep that stored nothing (failed, or a budget too small) leaves no trace
+                from .pipeline_commands import _remove_fresh_output
+
+                _remove_fresh_output(output, fresh_dir)
+                results = None
+            else:
+                results, _ = store.export_csv()
     typer.echo(f"sweep {run_id}: {len(outcome.done)} run, {len(outcome.skipped)} already stored, "
-               f"{len(outcome.failed)} failed; results: {results}")
+               f"{len(outcome.failed)} failed; results: {results or '(nothing stored)'}")
     for name, why in outcome.failed:
         typer.echo(f"  failed {name}: {why}")
     if budget is not None:

@@ -35,9 +35,18 @@ part reference-norse "$EFFMODEL" run --simulator norse --models "$REFERENCE" --d
 # 2. Reference, INIsim: the same trained models, the first 2,000 test images.
 part reference-inisim "$EFFMODEL" run --simulator inisim --models "$REFERENCE" --num-test 2000 \
     --deadline "$DEADLINE" -o "$HERE/reference-inisim" "${DATA[@]}"
-# 3. The report over every part that has stored something so far.
+# 3. Sweep, Norse: 32 architectures (16 per dataset: conv depth 1-4 x dense depth 0-3, constant dense width,
+#    widths chosen so |corr(depth, log params)| and |corr(depth, log neurons)| <= 0.3 within each dataset)
+#    x seeds 0,1,2; full training split, early stopping (patience 3) within 15 (MNIST) / 30 (CIFAR-10) epochs;
+#    the first 1,000 test images.  JOBS=2 uses both cores (a machine with nothing else to do).
+part sweep-norse "$EFFMODEL" sweep --simulator norse --seeds 0,1,2 --num-test 1000 --jobs "${JOBS:-1}" \
+    --deadline "$DEADLINE" -o "$HERE/sweep-norse" "${DATA[@]}"
+# 4. Sweep, INIsim cross-check: 12 of the same architectures (a balanced subset), seed 0, the same trained models.
+part sweep-inisim "$EFFMODEL" sweep --simulator inisim --seeds 0 --take 12 --num-test 1000 \
+    --deadline "$DEADLINE" -o "$HERE/sweep-inisim" "${DATA[@]}"
+# 5. The report over every part that has stored something so far.
 INPUTS=""
-for p in reference-norse reference-inisim; do
+for p in reference-norse reference-inisim sweep-norse sweep-inisim; do
   [ -f "$HERE/$p/effmodel.sqlite" ] && INPUTS="${INPUTS:+$INPUTS,}$HERE/$p"
 done
 if [ -n "$INPUTS" ]; then
