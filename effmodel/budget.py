@@ -13,10 +13,14 @@ the phase times stored with earlier results in the same store (columns
 ``train_seconds``, ``convert_seconds``, ``simulate_seconds``,
 ``count_seconds``): per phase, the median ratio of measured to guessed time
 over stored rows of the same simulator (simulation) or any simulator
-(training), preferring rows of the same dataset.  The first guesses are
-deliberately pessimistic for this project's 2-core machine (measured there:
-training at 16-20 G multiply-accumulates/s forward+backward, Norse at
-1e-4-7e-4 s and INIsim at 7e-4-2.6e-3 s per image-step).
+(training), preferring rows of the same dataset.  Rows stored before the
+phase columns existed still calibrate: their simulation's ``wall_seconds``,
+and the training time the model cache recorded for their model
+(:func:`effmodel.pipeline.with_training_times`).  The first guesses are
+pessimistic for this project's 2-core machine, by 1.5-10x (measured there:
+training at 16-35 G multiply-accumulates/s forward and backward, Norse at
+1e-4-7e-4 s and INIsim at 7e-4-2.6e-3 s per image-step); the first stored
+result of a simulator replaces them with measurements.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from typing import Any, Iterable, Mapping
 from .errors import UsageError
 
 # First guesses (seconds), pessimistic: see the module docstring.
-TRAIN_MACS_PER_SECOND = 5e9  # forward + backward (3x forward MACs) per second
+TRAIN_MACS_PER_SECOND = 1e10  # forward + backward (3x forward MACs) per second
 TRAIN_EPOCH_OVERHEAD = 3.0  # model build, trace, validation
-SIM_STEP_SECONDS = 2e-3  # per image-step, plus ...
+SIM_STEP_SECONDS = 1e-3  # per image-step, plus ...
 SIM_MACS_PER_SECOND = 1e10  # ... the dense synapse work at this rate
 CONVERT_SECONDS = 30.0
 COUNT_SECONDS = 60.0
@@ -147,7 +151,12 @@ class PhaseEstimator:
     """Estimates from first guesses calibrated by stored rows (see module doc)."""
 
     def __init__(self, rows: Iterable[Mapping[str, Any]]):
-        self.rows = [r for r in rows if _num(r.get("simulate_seconds")) is not None]
+        self.rows = []
+        for r in rows:
+            if _num(r.get("simulate_seconds")) is None and _num(r.get("wall_seconds")) is not None:
+                r = dict(r) | {"simulate_seconds": r["wall_seconds"]}  # stored before the phase columns existed
+            if _num(r.get("simulate_seconds")) is not None:
+                self.rows.append(r)
 
     def _ratios(self, kind: str, dataset: str, simulator: str | None) -> list[float]:
         out: dict[bool, list[float]] = {True: [], False: []}

@@ -561,7 +561,10 @@ def _budget_gate(budget: Any, store: Any, estimate: Callable[[WorkItem, Any], An
     from .budget import PhaseEstimator, describe_seconds
 
     def admit(item: WorkItem) -> WorkItem | None:
-        estimator = PhaseEstimator(store.results())  # every stored result calibrates the next estimate
+        from .pipeline import with_training_times
+
+        # every stored result calibrates the next estimate
+        estimator = PhaseEstimator(with_training_times(store.results(), item.settings.cache_dir))
         expected = estimate(item, estimator)
         left = budget.remaining()
         if expected.total > left:

@@ -175,6 +175,34 @@ def train_spec(spec: ArchitectureSpec, settings: RunSettings, arrays: Arrays | N
                  dataset_fingerprint=dataset_fingerprint(ds, arr))
 
 
+def with_training_times(rows, cache_dir_option: Path | str | None = None) -> list[dict[str, Any]]:
+    """Stored rows, those without ``train_seconds`` (stored before the phase
+    columns existed) completed from their model's cache entry (``meta.json``:
+    ``train_seconds``, ``epochs_run``, ``train_images``) when the cache still
+    holds it, so that they calibrate the time budget's training estimates."""
+    from .paths import cache_dir
+
+    out = []
+    cache = None
+    for r in rows:
+        r = dict(r)
+        if r.get("train_seconds") is None:
+            try:
+                key = json.loads(r.get("extra_json") or "{}").get("model_key")
+            except ValueError:
+                key = None
+            if key:
+                cache = cache or cache_dir(cache_dir_option)
+                try:
+                    meta = json.loads((cache / key / "meta.json").read_text())
+                    r |= {"train_seconds": meta.get("train_seconds"), "train_epochs_run": meta.get("epochs_run"),
+                          "train_images": meta.get("train_images")}
+                except (OSError, ValueError):
+                    pass
+        out.append(r)
+    return out
+
+
 def estimate_item(spec: ArchitectureSpec, settings: RunSettings, estimator, trained: bool = False):
     """The expected phase times of one item (:class:`effmodel.budget.ItemEstimate`):
     the epochs still to train (none when the cache holds the model, fewer

@@ -44,47 +44,69 @@ def test_deadlines():
 def test_first_guesses_by_hand():
     est = B.PhaseEstimator([]).estimate(macs=1e6, dataset="mnist", simulator="norse", epochs_left=2,
                                          train_images=10_000, images=100, duration=50)
-    # epoch: 3 s + 3 x 1e6 MACs x 1e4 images / 5e9 MAC/s = 3 + 6 = 9 s; two epochs left
-    assert est.epoch == pytest.approx(9.0) and est.train == pytest.approx(18.0)
-    # 100 images x 50 steps x (2e-3 + 1e6 / 1e10) s = 5000 x 2.1e-3 = 10.5 s
-    assert est.simulate == pytest.approx(10.5)
+    # epoch: 3 s + 3 x 1e6 MACs x 1e4 images / 1e10 MAC/s = 3 + 3 = 6 s; two epochs left
+    assert est.epoch == pytest.approx(6.0) and est.train == pytest.approx(12.0)
+    # 100 images x 50 steps x (1e-3 + 1e6 / 1e10) s = 5000 x 1.1e-3 = 5.5 s
+    assert est.simulate == pytest.approx(5.5)
     assert est.convert == 30.0 and est.count == 60.0
-    assert est.total == pytest.approx(18 + 10.5 + 30 + 60)
+    assert est.total == pytest.approx(12 + 5.5 + 30 + 60)
     cached = B.PhaseEstimator([]).estimate(macs=1e6, dataset="mnist", simulator="norse", epochs_left=0,
                                            train_images=10_000, images=100, duration=50)
     assert cached.train == 0.0
 
 
 def test_stored_phase_times_calibrate_the_guess():
-    # a stored norse row that simulated 4x slower than guessed and trained 2x slower,
-    # with measured convert/count times; an inisim row that must not calibrate norse
+    # guesses for rows of 1e6 MACs: epoch 6 s (1e4 images), simulation 5.5 s (100 images x 50 steps).
+    # A stored norse row that simulated 4x slower than guessed and trained 2x slower, with measured
+    # convert/count times; an inisim row that must not calibrate norse
     rows = [
         {"dataset": "mnist", "simulator": "norse", "ann_macs": 1e6, "num_test": 100, "duration": 50,
-         "simulate_seconds": 4 * 10.5, "train_seconds": 2 * 9.0 * 5, "train_epochs_run": 5, "train_images": 10_000,
+         "simulate_seconds": 4 * 5.5, "train_seconds": 2 * 6.0 * 5, "train_epochs_run": 5, "train_images": 10_000,
          "convert_seconds": 4.0, "count_seconds": 7.0},
         {"dataset": "mnist", "simulator": "inisim", "ann_macs": 1e6, "num_test": 100, "duration": 50,
-         "simulate_seconds": 100 * 10.5, "train_seconds": None, "train_epochs_run": None, "train_images": None,
+         "simulate_seconds": 100 * 5.5, "train_seconds": None, "train_epochs_run": None, "train_images": None,
          "convert_seconds": 4.0, "count_seconds": 7.0},
         # a CIFAR-10 norse row, 50x slower than guessed: MNIST rows exist, so it is not used for MNIST
         {"dataset": "cifar10", "simulator": "norse", "ann_macs": 1e6, "num_test": 100, "duration": 50,
-         "simulate_seconds": 50 * 10.5, "train_seconds": 50 * 9.0, "train_epochs_run": 1, "train_images": 10_000,
+         "simulate_seconds": 50 * 5.5, "train_seconds": 50 * 6.0, "train_epochs_run": 1, "train_images": 10_000,
          "convert_seconds": 400.0, "count_seconds": 700.0},
+        # a row stored before the phase columns existed: its simulation's wall_seconds stands in (4x)
+        {"dataset": "mnist", "simulator": "norse", "ann_macs": 1e6, "num_test": 100, "duration": 50,
+         "wall_seconds": 4 * 5.5},
     ]
     est = B.PhaseEstimator(rows).estimate(macs=4e6, dataset="mnist", simulator="norse", epochs_left=1,
                                           train_images=20_000, images=10, duration=100)
-    # guesses for the new item: epoch 3 + 3 x 4e6 x 2e4 / 5e9 = 51 s; step 2e-3 + 4e-4 = 2.4e-3 s
-    assert est.epoch == pytest.approx(2 * 51.0)
-    assert est.simulate == pytest.approx(4 * 10 * 100 * 2.4e-3)
+    # guesses for the new item: epoch 3 + 3 x 4e6 x 2e4 / 1e10 = 27 s; step 1e-3 + 4e-4 = 1.4e-3 s
+    assert est.epoch == pytest.approx(2 * 27.0)
+    assert est.simulate == pytest.approx(4 * 10 * 100 * 1.4e-3)
     assert est.convert == 4.0 and est.count == 7.0
     # another simulator without its own rows falls back to the uncalibrated guess
     other = B.PhaseEstimator(rows).estimate(macs=4e6, dataset="mnist", simulator="numpy", epochs_left=0,
                                             train_images=20_000, images=10, duration=100)
-    assert other.simulate == pytest.approx(10 * 100 * 2.4e-3)
-    # a dataset without rows of its own uses the others (medians over both)
+    assert other.simulate == pytest.approx(10 * 100 * 1.4e-3)
+    # a dataset without rows of its own uses the others (medians over all three norse rows: 4, 4, 50)
     svhn = B.PhaseEstimator(rows).estimate(macs=4e6, dataset="svhn", simulator="norse", epochs_left=1,
                                            train_images=20_000, images=10, duration=100)
-    assert svhn.simulate == pytest.approx((4 + 50) / 2 * 10 * 100 * 2.4e-3)
+    assert svhn.simulate == pytest.approx(4 * 10 * 100 * 1.4e-3)
+    assert svhn.epoch == pytest.approx((2 + 50) / 2 * 27.0)  # training: the two rows with training times
     assert svhn.convert == 4.0  # median of 4, 4, 400
+
+
+def test_rows_stored_before_phase_columns_get_their_training_time_from_the_cache(tmp_path):
+    import json
+
+    from effmodel.pipeline import with_training_times
+
+    (tmp_path / "k1").mkdir()
+    (tmp_path / "k1" / "meta.json").write_text(json.dumps({"train_seconds": 120.0, "epochs_run": 25,
+                                                           "train_images": 51_000}))
+    rows = [{"model": "A", "extra_json": json.dumps({"model_key": "k1"})},
+            {"model": "B", "extra_json": json.dumps({"model_key": "gone"})},  # no longer cached
+            {"model": "C", "train_seconds": 7.0, "extra_json": json.dumps({"model_key": "k1"})}]  # has its own
+    a, b, c = with_training_times(rows, tmp_path)
+    assert (a["train_seconds"], a["train_epochs_run"], a["train_images"]) == (120.0, 25, 51_000)
+    assert b.get("train_seconds") is None
+    assert c["train_seconds"] == 7.0
 
 
 def test_simulation_abandoned_at_the_deadline(tmp_path, data_dir, model_cache):
