@@ -13,8 +13,8 @@ def report_command(
     format: str = typer.Option("html,md", "--format", help="Comma-separated formats: html (self-contained), md (PNG files beside it)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write report.html/report.md (default: the input directory)."),
 ) -> None:
-    """Write the report: Table 2 vs the paper, figures, regressions of factor on depth and size, methods."""
-    from ..report import generate
+    """Write the report: the verdict (depth vs size) with its CI, robustness, Table 2 vs the paper, figures, methods."""
+    from ..analysis.report import generate
 
     formats = [f.strip().lower() for f in format.split(",") if f.strip()]
     inputs = [Path(p.strip()) for p in input.split(",") if p.strip()]
