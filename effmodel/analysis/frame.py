@@ -121,9 +121,13 @@ def _load_one(directory: str | Path) -> Inputs:
 def load_results(folder: str | Path | Sequence[str | Path]) -> Any:
     """Stored results of one or more output folders as one pandas DataFrame:
     every ``results.csv`` column, the settings of the run that produced each
-    row (flattened, prefixed ``setting_``) and its ``protocol``."""
+    row (flattened, prefixed ``setting_``) and its ``protocol``; the per-step
+    and per-layer tables ride along in ``attrs`` for :func:`reprice`."""
     inp = load_inputs(folder)
-    return with_settings(inp.results, inp.runs)
+    out = with_settings(inp.results, inp.runs)
+    out.attrs["timesteps"] = inp.timesteps  # what reprice() needs to move the cost point
+    out.attrs["layers"] = inp.layers  # and to price access presets
+    return out
 
 
 def with_settings(results: Any, runs: Any) -> Any:

@@ -108,7 +108,7 @@ def provenance_contribution(ctx: "Context") -> Contribution:
     inp = ctx.inputs
     sec = Section("Provenance: commands and settings")
     sec.blocks.append(Text("Input (relative to the report's folder): "
-                           + ", ".join(relative(f, ctx.output) for f in (inp.folders or (inp.source,))) + "."))
+                           + ", ".join(relative(f, ctx.output) for f in inp.source.split(" + ")) + "."))
     sec.blocks.append(Text(f"Report generated on: {machine_line()}."))
     sec.blocks.append(Table(["library", "version"], [list(v) for v in library_versions()], "Library versions"))
     if ctx.timings:
@@ -146,6 +146,6 @@ def provenance_contribution(ctx: "Context") -> Contribution:
 def short_provenance(ctx: "Context") -> list[str]:
     """The provenance lines of the first screen."""
     inp = ctx.inputs
-    return [f"Input: {', '.join(relative(f, ctx.output) for f in (inp.folders or (inp.source,)))} "
+    return [f"Input: {', '.join(relative(f, ctx.output) for f in inp.source.split(' + '))} "
             f"(paths relative to this report's folder); generated on {machine_line()}; "
             + ", ".join(f"{k} {v}" for k, v in library_versions() if v != "not installed") + "."]
