@@ -73,6 +73,15 @@ def _layer_rows(layers: Any) -> dict[tuple[str, str, str], list[dict[str, Any]]]
     return {tuple(str(k) for k in key): g.to_dict("records") for key, g in layers.groupby(["run_id", "model", "simulator"])}
 
 
+def first_weighted(counts: Any) -> tuple[Any, ...]:
+    """The layer counts of the network's first conv or dense layer (the one
+    that receives the analog input), as a one-layer tuple."""
+    for layer in counts.layers:
+        if layer.type in ("conv2d", "dense"):
+            return (layer,)
+    return ()
+
+
 def _num(v: Any) -> float:
     try:
         return float(v)
@@ -167,7 +176,7 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
         price = {"model": model.neuron_update, "free": 0.0, "synop": model.synop}[neuron_updates]
         snn = model.snn_cost(so, 0.0) + updates * price
         if first != "excluded":
-            first_cost = model.ann_cost(replace(counts, layers=counts.layers[:1]))
+            first_cost = model.ann_cost(replace(counts, layers=first_weighted(counts)))
             snn += first_cost * (step if first == "every-step" else 1.0)
         new |= {"total_costs": ann, "snn_costs": snn, "factor": ann / snn if snn > 0 else float("nan")}
         if own:
