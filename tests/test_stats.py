@@ -151,3 +151,26 @@ def test_tiny_samples_fit_without_crashing_and_refuse_a_verdict(n, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     with pytest.raises(ValueError, match="at least 4"):
         stats.analyse(stats.prepare(synthetic(3, seed=0)))
+
+
+def test_partial_correlation_is_given_the_dataset(table2_path):
+    """The eight networks' partial correlation of depth and log(params) given
+    the dataset, by hand: correlate the residuals of both after removing each
+    dataset's mean (the raw correlation is another number)."""
+    table = pd.read_csv(table2_path)
+    df = stats.paper_frame(table, {"LargeCNN1": 68_282})
+    d = stats.dominance(df)
+    res = lambda c: df[c] - df.groupby("dataset")[c].transform("mean")  # noqa: E731
+    want = float(np.corrcoef(res("depth"), res("log_params"))[0, 1])
+    assert d.partial_corr == pytest.approx(want, rel=1e-9)
+    assert abs(d.corr_depth_log_params - want) > 0.1  # so a raw correlation would not pass
+
+
+def test_a_point_of_leverage_one_falls_back_to_hc1():
+    """One network alone in its dataset has leverage 1 under C(dataset): HC3
+    divides by 1 - h = 0, so the fit must say HC1 and keep finite SEs."""
+    df = stats.prepare(synthetic(30, seed=21))
+    df.loc[0, "dataset"] = "alone"
+    fit, _ = stats._model_fit("t", "log_factor ~ depth + log_params + C(dataset)", df)
+    assert fit.cov_type == "HC1" and any("leverage 1" in n for n in fit.notes)
+    assert all(math.isfinite(t.se) for t in fit.terms if not t.name.startswith("C(dataset)"))
