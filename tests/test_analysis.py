@@ -273,3 +273,42 @@ def test_notebook_api_from_plain_python(tmp_path):
     first = out.stdout.splitlines()[0]
     assert first == "[] depth dominates 20"
     assert "log neurons" in out.stdout and "log params" in out.stdout and "log macs" in out.stdout
+
+
+# --- pooling fresh rows with committed evidence ---------------------------------------------
+
+
+def _reference_eight() -> pd.DataFrame:
+    """The 2019 report's eight networks with their Table 2 factors (our exact counts)."""
+    from effmodel.counting import count_network
+    from effmodel.paths import architectures_dir, table2_csv
+    from effmodel.specs import load_spec_dir
+
+    t = pd.read_csv(table2_csv()).set_index("model")
+    rows = []
+    for s in load_spec_dir(architectures_dir()):
+        c = count_network(s)
+        rows.append({"model": s.name, "seed": 0, "dataset": s.dataset, "depth": s.depth, "conv_layers": s.conv_layers,
+                     "dense_layers": s.dense_layers, "params": c.params, "neurons": c.neurons, "ann_macs": c.macs,
+                     "factor": float(t.loc[s.name, "factor"]), "family": "reference"})
+    return pd.DataFrame(rows)
+
+
+def test_eight_networks_alone_are_undetermined_with_their_ci():
+    v = effmodel.verdict(_reference_eight())
+    assert v.verdict == "undetermined" and v.n == 8
+    assert v.contrast.low < 0 < v.contrast.high
+    assert v.sentence().startswith("-: undetermined (n = 8 architectures") and str(v.contrast) in v.sentence()
+
+
+def test_fresh_rows_pool_with_committed_evidence_under_a_protocol_term():
+    fresh = _reference_eight().assign(source_folder="out/reference")
+    committed = planted(-0.4, 0.2, n_arch=30).assign(family="sweep", source_folder="reports/evidence")
+    again = _reference_eight().assign(source_folder="reports/evidence")  # the same networks, committed earlier
+    frame = pd.concat([fresh, committed, again], ignore_index=True)
+    frame["protocol"] = fr.protocol_of(frame)
+    v = effmodel.verdict(frame, bootstrap=200)
+    assert v.protocols == ("reference (evidence)", "reference (reference)", "sweep (evidence)")
+    assert v.n == 8 + 30 + 8  # one unit per network and protocol
+    assert v.primary.formula.endswith("C(dataset) + C(protocol)")
+    assert "protocols pooled with a protocol term" in v.sentence()

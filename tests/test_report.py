@@ -140,6 +140,8 @@ def test_report_contents(generated):
     assert abs(coef + 0.6) < 0.1
     assert "Verdict: BOTH MATTER, DEPTH LARGER" in reg  # size's planted 0.2 is real but smaller
     assert "Breusch-Pagan" in reg and "Cook" in reg
+    # the primary specification on the report's own eight factors (its CI straddles 0: see test_analysis)
+    assert "The report&#x27;s eight networks (its Table 2 factors): report (Table 2): undetermined (n = 8 architectures" in html
     eight = section(html, "Why eight networks cannot answer the question")
     assert eight.count("<td>cannot separate</td>") == 2  # the report's Table 2 and our eight reference runs
     # Robustness: one row per convention (header + 17).

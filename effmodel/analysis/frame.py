@@ -155,19 +155,22 @@ def with_settings(results: Any, runs: Any) -> Any:
 
 
 def protocol_of(frame: Any) -> list[str]:
-    """Each row's protocol: its ``family`` (reference, sweep, ...) where
-    stored, else the folder it was read from, else ``"one"``."""
+    """Each row's protocol: its ``family`` (reference, sweep, ...), qualified
+    by the folder it was read from when rows of several folders are pooled
+    (fresh reference rows beside committed ones are two protocols), else the
+    folder, else ``"one"``."""
     n = len(frame)
     fam = list(frame["family"]) if "family" in frame else [None] * n
     src = list(frame["source_folder"]) if "source_folder" in frame else [None] * n
+    pooled = len({s for s in src if isinstance(s, str) and s}) > 1
     out = []
     for f, s in zip(fam, src):
-        if isinstance(f, str) and f and f.lower() != "nan":
-            out.append(f)
-        elif isinstance(s, str) and s:
-            out.append(Path(s).name or s)
+        family = f if isinstance(f, str) and f and f.lower() != "nan" else ""
+        folder = (Path(s).name or s) if isinstance(s, str) and s else ""
+        if family and folder and pooled:
+            out.append(f"{family} ({folder})")
         else:
-            out.append("one")
+            out.append(family or folder or "one")
     return out
 
 
@@ -223,7 +226,9 @@ def prepare(frame: Any, factor_column: str = "factor", guard: bool = True) -> di
     df["model"] = df["model"].astype(str)
     df["dataset"] = df["dataset"].astype(str)
     specs = df["spec_json"] if "spec_json" in df else pd.Series([None] * len(df))
-    df["arch"] = df["dataset"] + "|" + [arch_key(j, base_name(m)) for j, m in zip(specs, df["model"])]
+    # one unit per network and protocol: the same network run under two protocols is two units
+    df["arch"] = (df["dataset"] + "|" + df["protocol"].astype(str) + "|"
+                  + [arch_key(j, base_name(m)) for j, m in zip(specs, df["model"])])
     df["flagged"] = flag_accuracy(df)
     out = {}
     for sim, g in df.groupby("simulator", sort=True):

@@ -675,8 +675,25 @@ def regressions_contribution(ctx: "Context") -> Contribution:
 
 
 def eight_points_contribution(ctx: "Context") -> Contribution:
-    sec, line = eight_points_section(ctx.inputs, ctx.paper_df)
-    return Contribution([sec], [f"Report's eight networks (older dominance test): {line}."] if line else [])
+    """The older separability table of the report's eight networks, and the
+    primary specification's verdict on its Table 2 factors."""
+    from .table2 import paper_results
+    from .verdict import verdict
+
+    sec, old = eight_points_section(ctx.inputs, ctx.paper_df)
+    lines = []
+    if ctx.paper is not None:
+        try:
+            v = verdict(paper_results(ctx.paper), bootstrap=ctx.bootstrap, seed=ctx.seed)
+        except ValueError as exc:
+            line = f"not fitted ({exc})"
+        else:
+            line = v.sentence()
+        sec.blocks.insert(0, Text(f"The primary specification on the report's own Table 2 factors: {line}"))
+        lines.append(f"The report's eight networks (its Table 2 factors): {line}")
+    if old:
+        lines.append(f"Older dominance test on them: {old}.")
+    return Contribution([sec], lines)
 
 
 def eight_points_section(inp: Any, paper_df: Any) -> tuple[Section, str]:

@@ -35,6 +35,27 @@ def load_paper() -> tuple[Any, dict[str, int]]:
     return table, params
 
 
+def paper_results(paper: Any) -> Any:
+    """The report's eight networks as a frame :func:`effmodel.verdict` takes:
+    Table 2's factors beside our exact counts of the same specs."""
+    import pandas as pd
+
+    from ..counting import count_network
+    from ..paths import architectures_dir
+    from ..specs import load_spec_dir
+
+    t = paper.set_index("model")
+    rows = []
+    for s in load_spec_dir(architectures_dir()):
+        if s.name not in t.index:
+            continue
+        c = count_network(s)
+        rows.append({"model": s.name, "seed": 0, "dataset": s.dataset, "depth": s.depth, "conv_layers": s.conv_layers,
+                     "dense_layers": s.dense_layers, "params": c.params, "neurons": c.neurons, "ann_macs": c.macs,
+                     "factor": float(t.loc[s.name, "factor"]), "simulator": "report (Table 2)", "family": "report"})
+    return pd.DataFrame(rows)
+
+
 def _num(v: Any) -> float:
     try:
         f = float(v)
