@@ -312,3 +312,43 @@ def test_fresh_rows_pool_with_committed_evidence_under_a_protocol_term():
     assert v.n == 8 + 30 + 8  # one unit per network and protocol
     assert v.primary.formula.endswith("C(dataset) + C(protocol)")
     assert "protocols pooled with a protocol term" in v.sentence()
+
+
+# --- the mechanism --------------------------------------------------------------------------
+
+
+def test_mechanism_finds_depth_in_the_steps_to_settle():
+    """Planted: T* grows with depth (log T* = 1 + 0.3 depth), the SynOps per
+    synapse per step do not depend on depth or size.  The steps fit finds
+    depth (its effect by hand: 0.3 x within-dataset SD of depth), the
+    activity fit does not."""
+    from effmodel.analysis.mechanism import mechanism
+
+    df = planted(-0.3, 0.1, n_arch=40, seeds=1, seed=3)
+    rng = np.random.default_rng(4)
+    steps = np.round(np.exp(1 + 0.3 * df["depth"] + rng.normal(0, 0.05, len(df))))
+    synapses = df["ann_macs"] * 0.9
+    activity = np.exp(-3 + rng.normal(0, 0.3, len(df)))
+    df = df.assign(threshold_step=steps, ann_synapses=synapses, synops_input_layer=0.0,
+                   synops_at_threshold=activity * synapses * steps)
+    prep = fr.prepare(df)["-"]
+    fits = {f.outcome: f for f in mechanism(prep, B=300)}
+    y = np.log(steps.to_numpy())
+    X = np.column_stack([np.ones(len(df)), df["dataset"] == "mnist", df["depth"], np.log(df["neurons"])]).astype(float)
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    d = df["depth"].to_numpy(float)
+    mn = (df["dataset"] == "mnist").to_numpy()
+    sd = math.sqrt((((d[mn] - d[mn].mean()) ** 2).sum() + ((d[~mn] - d[~mn].mean()) ** 2).sum()) / (len(d) - 2))
+    assert fits["log_steps"].depth.estimate == pytest.approx(beta[2] * sd, rel=1e-9)
+    assert fits["log_steps"].depth.low > 0
+    assert fits["log_activity"].depth.low < 0 < fits["log_activity"].depth.high
+
+
+def test_accuracy_guard_compares_within_a_simulator():
+    """A simulator that is 9 points worse everywhere flags nothing: its
+    networks are compared with its own median, not the other simulator's."""
+    df = planted(-0.4, 0.2, n_arch=12, seeds=1).assign(depth=4, ann_accuracy=0.99)
+    other = df.head(6).assign(simulator="b", snn_accuracy=0.90, model=lambda d: "b-" + d["model"])
+    both = pd.concat([df.assign(simulator="a", snn_accuracy=0.99), other], ignore_index=True)
+    preps = fr.prepare(both)
+    assert preps["a"].flagged_models == () and preps["b"].flagged_models == ()

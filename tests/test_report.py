@@ -129,6 +129,9 @@ def test_report_contents(generated):
     # Methods copy the code's definitions; provenance shows the commands.
     assert "flops_snntoolbox" in html and "never again exceeds the final error" in html and "half-flops" in html
     assert "effmodel sweep --simulator fake --seeds 0,1" in html
+    # provenance: paths relative to the report's folder, the machine, library versions
+    assert "Input: ../effmodel.sqlite" in html and str(d) not in html
+    assert "logical cores" in html and "statsmodels " in html
     # The regression section itself (not the methods text, which quotes
     # stats' docstring with every formula) finds the depth effect planted in
     # _result: log(factor) = 2.5 - 0.6 depth + 0.2 (log params - 12) + noise.

@@ -257,18 +257,21 @@ def arch_rows(rows: Any) -> Any:
 
 def flag_accuracy(df: Any, points: float = GUARD_POINTS) -> Any:
     """True where the ANN accuracy or the SNN's final accuracy is more than
-    ``points`` below the median of its dataset-and-depth group (medians over
-    architectures, accuracies averaged over seeds first)."""
+    ``points`` below the median of its simulator-dataset-and-depth group
+    (medians over architectures, accuracies averaged over seeds first)."""
     import pandas as pd
 
     flag = pd.Series(False, index=df.index)
+    sim = df["simulator"] if "simulator" in df else pd.Series("-", index=df.index)
+    unit = sim.astype(str) + "|" + df["arch"]
     for col in ("ann_accuracy", "snn_accuracy"):
         if col not in df:
             continue
         acc = pd.to_numeric(df[col], errors="coerce") * 100
-        per_arch = acc.groupby(df["arch"]).transform("mean")
-        first = ~df["arch"].duplicated()
-        med = per_arch[first].groupby([df.loc[first, "dataset"], df.loc[first, "depth"]]).median()
-        ref = [med.get((d, k), float("nan")) for d, k in zip(df["dataset"], df["depth"])]
+        per_arch = acc.groupby(unit).transform("mean")
+        first = ~unit.duplicated()
+        keys = [sim[first].astype(str), df.loc[first, "dataset"], df.loc[first, "depth"]]
+        med = per_arch[first].groupby(keys).median()
+        ref = [med.get((str(s), d, k), float("nan")) for s, d, k in zip(sim, df["dataset"], df["depth"])]
         flag |= (per_arch < pd.Series(ref, index=df.index) - points).fillna(False)
     return flag
