@@ -109,7 +109,7 @@ def fair_contribution(ctx: "Context") -> Contribution:
     from ..accounting import FAIR_PRESET
     from ..plugins import get_cost_models
     from .frame import prepare
-    from .verdict import headline_simulator, verdict_of
+    from .verdict import verdict_of
 
     inp, paper_models = ctx.inputs, ctx.paper_models
     sec = Section("Fair accounting: the same rules for the ANN and the SNN")

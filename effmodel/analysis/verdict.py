@@ -451,7 +451,7 @@ def mixed_model(prep: Prepared, size: str = PRIMARY_SIZE) -> MixedFit:
     term = f"log_{size}"
     nan3 = (float("nan"),) * 3
     reps = rows.groupby("arch").size()
-    if rows.empty or reps.max() < 2:
+    if rows.empty or reps.empty or reps.max() < 2:
         return MixedFit(len(rows), len(reps), "", nan3, nan3, float("nan"), "no architecture has two seeds")
     controls = (["C(dataset)"] if rows["dataset"].nunique() > 1 else []) + \
         (["C(protocol)"] if "protocol" in rows and rows["protocol"].nunique() > 1 else [])
