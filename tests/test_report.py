@@ -115,6 +115,7 @@ def test_report_contents(generated):
         assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http://" not in html.replace("http://www.w3.org", "") and "<link" not in html  # self-contained
     for heading in ("Summary", "The verdict: depth vs size", "Robustness: the verdict under every convention",
+                    "Accuracy against cost", "Spread between seeds",
                     "Mechanism: steps to settle or activity?", "Table 2: the report beside ours",
                     "Error and SynOps over time", "Activations vs spike rates", "Efficiency against depth and size",
                     "Regressions: supporting evidence", "Why eight networks cannot answer",
@@ -145,6 +146,12 @@ def test_report_contents(generated):
     assert "Breusch-Pagan" in reg and "Cook" in reg
     # the primary specification on the report's own eight factors (its CI straddles 0: see test_analysis)
     assert "The report&#x27;s eight networks (its Table 2 factors): report (Table 2): undetermined (n = 8 architectures" in html
+    # layer shares: every stored layer has 1,000 spikes and 5,000 SynOps, so each is 1/k of its network
+    shares = section(html, "Each layer&#x27;s share of spikes and SynOps")
+    cells = re.findall(r"<tr><td>([^<]+)</td><td>fake</td><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td></tr>", shares)
+    per_model = {m: sum(1 for c in cells if c[0] == m) for m, _, _ in cells}
+    assert len(per_model) == 8
+    assert all(float(s) == pytest.approx(100 / per_model[m], abs=0.05) == float(o) for m, s, o in cells)
     eight = section(html, "Why eight networks cannot answer the question")
     assert eight.count("<td>cannot separate</td>") == 2  # the report's Table 2 and our eight reference runs
     # Robustness: one row per convention (header + 17).

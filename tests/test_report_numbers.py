@@ -228,3 +228,16 @@ def test_every_repriceable_robustness_row_matches(case):
         m = re.match(rf"{NUM} \[{NUM}, {NUM}\]", cells[2])
         if m:
             assert cells[3].startswith(rule(float(m.group(2)), float(m.group(3)))), label
+
+
+def test_seed_spread_matches_the_stored_rows(case):
+    rows, md = case
+    m = re.search(rf"Seeds: fake: (\d+) architectures with two or more seeds; the median range of their seeds' log "
+                  rf"factor is {NUM} \(largest {NUM}\), against an SD of {NUM} between architectures", md)
+    assert m, "no seed line on the first screen"
+    a = arch_table(rows, hand_factor(rows))
+    spreads = np.array([max(v) - min(v) for v in a["lfs"] if len(v) >= 2])
+    assert int(m.group(1)) == len(spreads) == 16
+    assert float(m.group(2)) == pytest.approx(float(np.median(spreads)), abs=6e-4)
+    assert float(m.group(3)) == pytest.approx(float(spreads.max()), abs=6e-4)
+    assert float(m.group(4)) == pytest.approx(float(np.std(a["lf"], ddof=1)), abs=6e-4)

@@ -238,3 +238,124 @@ def correlation_contribution(ctx: "Context") -> Contribution:
                             [[str(r["model"]), str(r["simulator"]), str(int(r["count"])), fmt(float(r["min"])),
                               fmt(float(r["mean"]))] for r in agg.to_dict("records")]))
     return Contribution([sec])
+
+
+def accuracy_cost_figures(inp: Inputs, paper_models: set[str]) -> list[Figure]:
+    """Per network (reference models first): SNN accuracy against its
+    cumulative SynOps per image, with the ANN's accuracy (dotted) and the
+    ANN's cost under the row's cost model (dashed, in the same units when the
+    model prices a SynOp at 1, as report-14x does) marked."""
+    import math
+
+    from matplotlib.ticker import NullFormatter
+
+    ts, res = inp.timesteps, inp.results
+    if ts is None or ts.empty:
+        return []
+    groups = {k: g.sort_values("t") for k, g in ts.groupby(["run_id", "model", "simulator"], sort=False)}
+    rows = sorted(res.to_dict("records"), key=lambda r: (base_name(r["model"]) not in paper_models, str(r["model"])))
+    rows = [r for r in rows if (str(r["run_id"]), str(r["model"]), str(r["simulator"])) in groups][:8]
+    if not rows:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots((len(rows) + 1) // 2, 2, figsize=(9, 2.3 * ((len(rows) + 1) // 2)), squeeze=False)
+    for ax, r in zip(axes.flat, rows):
+        g = groups[(str(r["run_id"]), str(r["model"]), str(r["simulator"]))]
+        ax.plot(g["synops_cumulative"].to_numpy(float), 100 * (1 - g["error"].to_numpy(float)), color="tab:blue", lw=1.2)
+        acc = float(r.get("ann_accuracy") or float("nan"))
+        if math.isfinite(acc):
+            ax.axhline(100 * acc, color="k", ls=":", lw=0.9)
+        ann = float(r.get("total_costs") or float("nan"))
+        if math.isfinite(ann) and ann > 0:
+            ax.axvline(ann, color="tab:red", ls="--", lw=0.9)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{r['model']} ({r['simulator']})", fontsize=8)
+        ax.set_ylabel("accuracy [%]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("cumulative SynOps per image (log)", fontsize=8)
+    fig.tight_layout()
+    return [Figure("accuracy-cost", _png(fig),
+                   "SNN accuracy against cumulative SynOps per image. Dotted: the ANN's accuracy; dashed: the ANN's "
+                   "cost under the row's cost model (report-14x: SynOp units, so the SNN is cheaper left of it).")]
+
+
+def accuracy_cost_contribution(ctx: "Context") -> Contribution:
+    sec = Section("Accuracy against cost")
+    figs = accuracy_cost_figures(ctx.inputs, ctx.paper_models)
+    sec.blocks += figs or [Text("No per-step series in the input.")]
+    return Contribution([sec])
+
+
+def layer_shares(inp: Inputs, paper_models: set[str]) -> Any:
+    """Each spiking layer's share (%) of its network's spikes and SynOps
+    (reference models, or every model when none is a reference model)."""
+    import pandas as pd
+
+    ly = inp.layers
+    if ly is None or ly.empty or "synops" not in ly:
+        return pd.DataFrame()
+    ly = _in_network_order(ly, inp.results)
+    keep = ly["model"].map(base_name).isin(paper_models)
+    ly = ly[keep] if keep.any() else ly
+    ly = ly.assign(spikes=pd.to_numeric(ly["spikes"], errors="coerce"), synops=pd.to_numeric(ly["synops"], errors="coerce"))
+    key = ["run_id", "model", "simulator"]
+    tot = ly.groupby(key)[["spikes", "synops"]].transform("sum")
+    return ly.assign(spike_share=100 * ly["spikes"] / tot["spikes"], synop_share=100 * ly["synops"] / tot["synops"])
+
+
+def layer_share_contribution(ctx: "Context") -> Contribution:
+    """Where the spikes and SynOps are: each layer's share per network."""
+    sec = Section("Each layer's share of spikes and SynOps")
+    sh = layer_shares(ctx.inputs, ctx.paper_models)
+    if sh.empty:
+        sec.blocks.append(Text("No per-layer counts in the input."))
+        return Contribution([sec])
+    rows = [[str(r["model"]), str(r["simulator"]), str(r["layer"]), f"{r['spike_share']:.1f}", f"{r['synop_share']:.1f}"]
+            for r in sh.to_dict("records")]
+    sec.blocks.append(Table(["model", "simulator", "layer", "spikes %", "SynOps %"], rows,
+                            "Share of each spiking layer in its network's spikes and in the SynOps its spikes cause."))
+    return Contribution([sec])
+
+
+def seed_spread(prep: Any) -> Any:
+    """Per architecture with two or more seeds: the range (max - min) of its
+    seeds' log factors."""
+    rows = prep.rows[prep.rows["arch"].isin(set(prep.arches["arch"]))]
+    g = rows.groupby("arch")["log_factor"]
+    out = g.agg(["count", "min", "max"]).reset_index()
+    out = out[out["count"] >= 2]
+    return out.assign(spread=out["max"] - out["min"])
+
+
+def seed_spread_contribution(ctx: "Context") -> Contribution:
+    """How far seeds of one architecture lie apart, against how far
+    architectures do (primary pricing)."""
+    import numpy as np
+
+    sec = Section("Spread between seeds")
+    lines = []
+    for sim, prep in ctx.preps.items():
+        sp = seed_spread(prep)
+        if sp.empty:
+            sec.blocks.append(Text(f"{sim}: no architecture has two seeds."))
+            continue
+        between = float(np.std(prep.arches["log_factor"].to_numpy(float), ddof=1))
+        text = (f"{sim}: {len(sp)} architectures with two or more seeds; the median range of their seeds' log factor "
+                f"is {float(np.median(sp['spread'])):.3f} (largest {float(sp['spread'].max()):.3f}), against an SD of "
+                f"{between:.3f} between architectures.")
+        sec.blocks.append(Text(text))
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        ax.hist(np.exp(sp["spread"].to_numpy(float)), bins=20, color="tab:grey")
+        ax.set_xlabel("ratio of the highest to the lowest seed's factor")
+        ax.set_ylabel("architectures")
+        fig.tight_layout()
+        sec.blocks.append(Figure(f"seed-spread-{_slug(sim)}", _png(fig),
+                                 f"{sim}: how much a network's factor moves between seeds (primary pricing)."))
+        if sim == ctx.headline:
+            lines.append("Seeds: " + text)
+    return Contribution([sec], lines)
