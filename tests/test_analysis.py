@@ -226,6 +226,20 @@ def test_reprice_by_hand(options, ann, snn):
     assert r["factor"] == pytest.approx(ann / snn)
 
 
+def test_two_standard_error_settle_by_hand():
+    """Final error 0.1 over 100 images: SE = sqrt(0.09 / 100) = 0.03, so the
+    tolerance is 0.06 (bound 0.16): 0.3 at step 2 is the last above, step 3.
+    Over 10,000 images 2 SE = 0.006 < 1 point: the 1-point rule, step 4."""
+    from effmodel.analysis.robustness import two_se_tolerance
+
+    assert two_se_tolerance(0.1, 100) == pytest.approx(0.06)
+    assert two_se_tolerance(0.1, 10_000) == 0.01
+    few = effmodel.reprice(pd.DataFrame([_hand_row(num_test=100)]), "report-14x", timesteps=HAND_TS, tolerance="2se")
+    many = effmodel.reprice(pd.DataFrame([_hand_row(num_test=10_000)]), "report-14x", timesteps=HAND_TS, tolerance="2se")
+    assert few.iloc[0]["threshold_step"] == 3 and few.iloc[0]["snn_costs"] == 30
+    assert many.iloc[0]["threshold_step"] == 4 and many.iloc[0]["snn_costs"] == 40
+
+
 def test_an_iso_accuracy_point_never_reached_is_censored():
     row = _hand_row(ann_accuracy=0.95)  # error 0.05: the SNN never gets within 0.005
     r = effmodel.reprice(pd.DataFrame([row]), "report-14x", timesteps=HAND_TS, cost_point="iso-accuracy",
@@ -352,3 +366,33 @@ def test_accuracy_guard_compares_within_a_simulator():
     both = pd.concat([df.assign(simulator="a", snn_accuracy=0.99), other], ignore_index=True)
     preps = fr.prepare(both)
     assert preps["a"].flagged_models == () and preps["b"].flagged_models == ()
+
+
+# --- the cost step over a resample of the images ------------------------------------------
+
+
+def test_cost_step_interval_by_hand():
+    """Two images over four steps: A right from step 1, B from step 3.
+    A resample draws A twice (p 1/4: error 0 everywhere, step 1), A and B
+    (p 1/2: error 0.5, 0.5, 0, 0, step 3) or B twice (p 1/4: 1, 1, 0, 0,
+    step 3).  So the 95 % interval of the step is [1, 3] around the point 3,
+    and with cumulative SNN costs 10, 20, 30, 40 and an ANN cost of 120 the
+    factor's is [4, 12] around 4."""
+    from effmodel.analysis.coststep import cost_step
+
+    correct = np.array([[1, 1, 1, 1], [0, 0, 1, 1]], bool)
+    c = cost_step(correct, 0.01, snn_cost_cumulative=[10, 20, 30, 40], ann_cost=120.0, B=4000)
+    assert (c.step.estimate, c.step.low, c.step.high) == (3, 1, 3)
+    assert (c.factor.estimate, c.factor.low, c.factor.high) == (4, 4, 12)
+    assert "cost step 3 [1, 3] over 2 images" in c.sentence()
+
+
+def test_vectorised_settle_steps_follow_the_threshold_rule():
+    from effmodel.analysis.coststep import settle_steps
+    from effmodel.threshold import threshold_step
+
+    rng = np.random.default_rng(0)
+    curves = np.clip(0.1 + np.cumsum(rng.normal(0, 0.05, (300, 40)), axis=1) * rng.choice([0, 1], (300, 1)), 0, 1)
+    for tol in (0.0, 0.01, 0.05):
+        want = [threshold_step(c, tol) for c in curves]
+        assert list(settle_steps(curves, tol)) == want

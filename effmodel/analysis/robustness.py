@@ -22,6 +22,8 @@ Conventions beyond a preset:
   ``neuron_update``), ``free`` or ``synop`` (one SynOp each).
 * ``cost_point`` / ``tolerance`` / ``delta``: the step recomputed from the
   stored per-step error series (:func:`effmodel.threshold.cost_point_step`);
+  ``tolerance="2se"`` settles within max(1 point, 2 standard errors of the
+  final error over the row's test images), so one image cannot move it;
   an iso-accuracy step never reached is censored (``cost_point_reached = 0``).
 * ``mac`` and ``flop_convention``: fields of the preset replaced.
 """
@@ -40,6 +42,7 @@ from .verdict import NAN, BOOTSTRAP, SEED, Interval, sign_word, size_contrast
 PRIMARY_COST_MODEL = "report-14x"
 PRIMARY_FIRST_LAYER = "once"
 NEURON_UPDATES = ("model", "free", "synop")
+TWO_SE = "2se"  # tolerance: max(1 point, 2 standard errors of the final error)
 
 
 def cost_models() -> dict[str, Any]:
@@ -71,6 +74,15 @@ def _layer_rows(layers: Any) -> dict[tuple[str, str, str], list[dict[str, Any]]]
     if layers is None or not len(layers) or "ann_dense_ops" not in layers:
         return {}
     return {tuple(str(k) for k in key): g.to_dict("records") for key, g in layers.groupby(["run_id", "model", "simulator"])}
+
+
+def two_se_tolerance(final_error: float, images: float, floor: float = 0.01) -> float:
+    """A settle tolerance that does not hinge on one image: at least
+    ``floor`` and at least two standard errors of the final error,
+    ``2 sqrt(e (1 - e) / N)`` over ``N`` test images."""
+    if not (math.isfinite(final_error) and math.isfinite(images) and images > 0):
+        return floor
+    return max(floor, 2 * math.sqrt(max(final_error * (1 - final_error), 0.0) / images))
 
 
 def first_weighted(counts: Any) -> tuple[Any, ...]:
@@ -152,7 +164,10 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
                 step, so, reached = float("nan"), float("nan"), None
             else:
                 cp = cost_point or "settle"
-                tol = tolerance if tolerance is not None else _num(r.get("threshold_tolerance"))
+                if tolerance == TWO_SE:
+                    tol = two_se_tolerance(s[0][-1], _num(r.get("num_test")))
+                else:
+                    tol = tolerance if tolerance is not None else _num(r.get("threshold_tolerance"))
                 tol = DEFAULT_TOLERANCE if not math.isfinite(tol) else tol
                 st, ok = cost_point_step(s[0], cp, tol, 1.0 - _num(r.get("ann_accuracy")),
                                          delta if delta is not None else DEFAULT_DELTA)
@@ -223,6 +238,7 @@ def conventions() -> list[Convention]:
         Convention("neuron updates charged (1 SynOp each)", options=once | {"neuron_updates": "synop"}),
         Convention("settle, tolerance 0.5 pt", options=once | {"tolerance": 0.005}),
         Convention("settle, tolerance 2 pt", options=once | {"tolerance": 0.02}),
+        Convention("settle, tolerance max(1 pt, 2 SE of the final error)", options=once | {"tolerance": TWO_SE}),
         Convention("iso-accuracy, delta 0.5 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.005}),
         Convention("iso-accuracy, delta 1 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.01}),
         Convention("iso-accuracy, delta 2 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.02}),
