@@ -241,3 +241,19 @@ def test_seed_spread_matches_the_stored_rows(case):
     assert float(m.group(2)) == pytest.approx(float(np.median(spreads)), abs=6e-4)
     assert float(m.group(3)) == pytest.approx(float(spreads.max()), abs=6e-4)
     assert float(m.group(4)) == pytest.approx(float(np.std(a["lf"], ddof=1)), abs=6e-4)
+
+
+def test_the_survival_line_counts_the_robustness_rows(case):
+    _, md = case
+    table = md_table(md_section(md, "Robustness: the verdict under every convention"), "convention")
+    m = re.search(r"Under the (\d+) other conventions of the robustness table: depth dominates in (\d+), size "
+                  r"dominates in (\d+), undetermined in (\d+)(?:, no data in (\d+))? \(primary: ([a-z ]+)\)\.", md)
+    assert m, "no survival line on the first screen"
+    verdicts = [re.match(r"(depth dominates|size dominates|undetermined|no data|not available)", r[3]).group(1)
+                for r in table[1:]]
+    assert int(m.group(1)) == len(table) - 1
+    assert [int(m.group(i)) for i in (2, 3, 4)] == [verdicts.count(v) for v in
+                                                    ("depth dominates", "size dominates", "undetermined")]
+    assert int(m.group(5) or 0) == len(verdicts) - sum(verdicts.count(v) for v in
+                                                      ("depth dominates", "size dominates", "undetermined"))
+    assert table[0][3].startswith(m.group(6))

@@ -77,6 +77,18 @@ def conclusions(v: "Verdict", prep: Any, B: int, seed: int) -> list[Conclusion]:
     return out
 
 
+def survival_line(rows: list[Any]) -> str:
+    """How the verdict fares under the other conventions of the robustness table."""
+    from .verdict import VERDICTS
+
+    primary, others = rows[0], rows[1:]
+    counts = {v: sum(1 for r in others if r.verdict == v) for v in VERDICTS}
+    missing = len(others) - sum(counts.values())
+    return (f"Under the {len(others)} other conventions of the robustness table: "
+            + ", ".join(f"{v} in {k}" for v, k in counts.items()) + (f", no data in {missing}" if missing else "")
+            + f" (primary: {primary.verdict}).")
+
+
 def first_screen(ctx: "Context", lines: list[str]) -> Contribution:
     """The summary section; ``lines``: the other sections' summary lines."""
     from .figures import forest_figure
@@ -96,7 +108,9 @@ def first_screen(ctx: "Context", lines: list[str]) -> Contribution:
         cheaper = int((a["log_factor"] > 0).sum())
         sec.blocks.append(Text(f"SNN cheaper in {cheaper} of {len(a)} architectures ({ctx.headline}, primary "
                                f"specification)."))
-        fig = forest_figure(ctx.robustness(ctx.headline), f"{ctx.headline}: contrast per convention", "summary")
+        rows = ctx.robustness(ctx.headline)
+        sec.blocks.append(Text(survival_line(rows)))
+        fig = forest_figure(rows, f"{ctx.headline}: contrast per convention", "summary")
         if fig is not None:
             sec.blocks.append(fig)
         sec.blocks.append(Table(["the 2019 report says", "here", "evidence"],
