@@ -102,7 +102,7 @@ def _num(v: Any) -> float:
 
 
 def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neuron_updates: str = "model",
-            cost_point: str | None = None, tolerance: float | None = None, delta: float | None = None,
+            cost_point: str | None = None, tolerance: float | str | None = None, delta: float | None = None,
             flop_convention: str | None = None, mac: float | None = None, timesteps: Any = None,
             layers: Any = None) -> Any:
     """A copy of ``frame`` (stored results) with ``cost_model``, ``total_costs``,
@@ -187,9 +187,10 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
             records.append(new | cols)
             continue
         ann = model.ann_cost(counts)
-        updates = counts.spiking_neurons * step
-        price = {"model": model.neuron_update, "free": 0.0, "synop": model.synop}[neuron_updates]
-        snn = model.snn_cost(so, 0.0) + updates * price
+        updates = counts.spiking_neurons * step  # every spiking neuron, every step up to the cost point
+        priced = {"model": model, "free": replace(model, neuron_update=0.0),
+                  "synop": replace(model, neuron_update=model.synop)}[neuron_updates]
+        snn = priced.snn_cost(so, updates)
         if first != "excluded":
             first_cost = model.ann_cost(replace(counts, layers=first_weighted(counts)))
             snn += first_cost * (step if first == "every-step" else 1.0)
