@@ -272,3 +272,17 @@ def test_several_input_folders_are_combined(tmp_path):
     assert len(both.timesteps) == len(one.timesteps) + len(two.timesteps)
     assert main(["report", "--input", f"{a},{b}", "--format", "md", "--output", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_bootstrap_option(tmp_path, capsys):
+    """--bootstrap sets the replicates behind every interval; too few is a
+    one-line usage error that writes nothing."""
+    from effmodel.cli import main
+
+    d = build_store(tmp_path / "s", n_sweep=6)
+    assert main(["report", "--input", str(d), "--bootstrap", "50", "--output", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bootstrap must be at least 200" in err and not (tmp_path / "no").exists()
+    assert main(["report", "--input", str(d), "--bootstrap", "300", "--seed", "3", "--format", "md",
+                 "--output", str(tmp_path / "rep")]) == 0
+    assert "300 replicates, seed 3" in (tmp_path / "rep" / "report.md").read_text()

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 from ..errors import UsageError
 from .render import FORMATS, Document, write
 
+MIN_BOOTSTRAP = 200
+
 SECTIONS = (
     "verdict:verdict_contribution",
     "robustness:robustness_contribution",
@@ -126,6 +128,9 @@ def generate(input_dir: str | Path | Sequence[str | Path], output: str | Path | 
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsageError(f"--format: unknown {', '.join(bad) or '(empty)'} (use {', '.join(FORMATS)})")
+    if bootstrap is not None and bootstrap < MIN_BOOTSTRAP:
+        raise UsageError(f"--bootstrap must be at least {MIN_BOOTSTRAP} (a 95% percentile interval needs the tails), "
+                         f"got {bootstrap}")
     first = input_dir if isinstance(input_dir, (str, Path)) else list(input_dir)[0]
     out = output if output is not None else first
     doc = build(input_dir, output=out, bootstrap=bootstrap, seed=seed)
