@@ -76,6 +76,14 @@ def test_depth_twice_size_gives_depth_dominates():
     assert v.contrast.low < truth < v.contrast.high
 
 
+def test_to_frame_holds_the_numbers_of_the_table():
+    v = effmodel.verdict(planted(-0.4, 0.33), bootstrap=300)
+    f = v.to_frame()
+    assert list(f["size"]) == ["neurons", "params", "macs"] and list(f["verdict"]) == [c.verdict for c in v.rows]
+    assert (f.loc[0, "contrast_low"], f.loc[0, "contrast_high"]) == (v.contrast.low, v.contrast.high)
+    assert f.loc[0, "n"] == 60 and f.loc[0, "results"] == 120
+
+
 def test_equal_effects_are_undetermined():
     v = effmodel.verdict(planted(-0.3, 0.3 * SD_DEPTH))
     assert v.verdict == "undetermined" and v.contrast.low < 0 < v.contrast.high

@@ -170,6 +170,21 @@ class Verdict:
         """The contrast rows as a plain-text table (what ``print`` shows)."""
         return text_table(CONTRAST_HEAD, [c.row() for c in self.rows])
 
+    def to_frame(self) -> Any:
+        """The contrast rows as a pandas DataFrame of numbers (one row per size
+        measure; ``<quantity>``, ``<quantity>_low``, ``<quantity>_high``)."""
+        import pandas as pd
+
+        out = []
+        for c in self.rows:
+            row: dict[str, Any] = {"simulator": self.simulator, "size": c.size, "n": c.n, "results": c.rows,
+                                   "verdict": c.verdict, "r2": c.r2, "note": c.note}
+            for name in ("depth", "size_effect", "contrast", "lmg_depth", "lmg_size"):
+                iv = getattr(c, name)
+                row |= {name: iv.estimate, f"{name}_low": iv.low, f"{name}_high": iv.high}
+            out.append(row)
+        return pd.DataFrame(out)
+
     def __str__(self) -> str:
         return self.sentence() + "\n" + self.table()
 
