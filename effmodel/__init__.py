@@ -64,6 +64,10 @@ _LAZY = {
     "DataError": "errors",
     "SimulationError": "errors",
     "PluginError": "errors",
+    # analysis of stored results (notebooks; docs/analysis.md)
+    "load_results": ("analysis.frame", "load_results"),
+    "reprice": ("analysis.robustness", "reprice"),
+    "verdict": ("analysis.verdict", "verdict"),
     # in-process plugins (notebooks, tests; see also effmodel.testing)
     "register_plugin": "plugins",
     "unregister_plugin": "plugins",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -113,10 +114,12 @@ def test_report_contents(generated):
     for b in imgs:
         assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http://" not in html.replace("http://www.w3.org", "") and "<link" not in html  # self-contained
-    for heading in ("Table 2: the report beside ours", "Error and SynOps over time", "Activations vs spike rates",
-                    "Efficiency against depth and size", "Regressions: does depth dominate size?",
-                    "Sensitivity of the verdict", "Why eight networks cannot answer", "Methods: counting conventions",
-                    "Provenance"):
+    for heading in ("Summary", "The verdict: depth vs size", "Robustness: the verdict under every convention",
+                    "Accuracy against cost", "Spread between seeds",
+                    "Mechanism: steps to settle or activity?", "Table 2: the report beside ours",
+                    "Error and SynOps over time", "Activations vs spike rates", "Efficiency against depth and size",
+                    "Regressions: supporting evidence", "Why eight networks cannot answer",
+                    "Methods: counting conventions", "Provenance"):
         assert heading in html, heading
     # Table 2: every reference model with the paper's numbers and a decomposed explanation.
     for model in ("SmallCNN1", "DeepCNN2"):
@@ -127,10 +130,13 @@ def test_report_contents(generated):
     # Methods copy the code's definitions; provenance shows the commands.
     assert "flops_snntoolbox" in html and "never again exceeds the final error" in html and "half-flops" in html
     assert "effmodel sweep --simulator fake --seeds 0,1" in html
+    # provenance: paths relative to the report's folder, the machine, library versions
+    assert "Input: ../effmodel.sqlite" in html and str(d) not in html
+    assert "logical cores" in html and "statsmodels " in html
     # The regression section itself (not the methods text, which quotes
     # stats' docstring with every formula) finds the depth effect planted in
     # _result: log(factor) = 2.5 - 0.6 depth + 0.2 (log params - 12) + noise.
-    reg = section(html, "Regressions: does depth dominate size?")
+    reg = section(html, "Regressions: supporting evidence")
     assert "log_factor ~ depth + log_params + C(dataset) + mean_spike_rate" in reg
     assert "log_factor ~ conv_layers + dense_layers + log_params" in reg
     coef, low, high = depth_term(reg)
@@ -138,11 +144,19 @@ def test_report_contents(generated):
     assert abs(coef + 0.6) < 0.1
     assert "Verdict: BOTH MATTER, DEPTH LARGER" in reg  # size's planted 0.2 is real but smaller
     assert "Breusch-Pagan" in reg and "Cook" in reg
+    # the primary specification on the report's own eight factors (its CI straddles 0: see test_analysis)
+    assert "The report&#x27;s eight networks (its Table 2 factors): report (Table 2): undetermined (n = 8 architectures" in html
+    # layer shares: every stored layer has 1,000 spikes and 5,000 SynOps, so each is 1/k of its network
+    shares = section(html, "Each layer&#x27;s share of spikes and SynOps")
+    cells = re.findall(r"<tr><td>([^<]+)</td><td>fake</td><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td></tr>", shares)
+    per_model = {m: sum(1 for c in cells if c[0] == m) for m, _, _ in cells}
+    assert len(per_model) == 8
+    assert all(float(s) == pytest.approx(100 / per_model[m], abs=0.05) == float(o) for m, s, o in cells)
     eight = section(html, "Why eight networks cannot answer the question")
     assert eight.count("<td>cannot separate</td>") == 2  # the report's Table 2 and our eight reference runs
-    # Sensitivity: 3 ratios x 2 input conventions x 3 tolerances.
-    sens = html.split("Sensitivity of the verdict")[-1].split("Why eight networks")[0]
-    assert sens.count("<tr>") == 1 + 18
+    # Robustness: one row per convention (header + 18).
+    robust = section(html, "Robustness: the verdict under every convention")
+    assert robust.count("<tr>") == 1 + 18
 
 
 def section(html: str, title: str) -> str:
@@ -162,11 +176,11 @@ def depth_term(reg: str) -> tuple[float, float, float]:
 def test_an_empty_regression_section_fails_the_checks(generated):
     """The checks above read the statistics, not text that is always there."""
     html = (generated[1] / "report.html").read_text()
-    reg = section(html, "Regressions: does depth dominate size?")
+    reg = section(html, "Regressions: supporting evidence")
     empty = html.replace(reg, "")
     assert "log_factor ~ depth + log_params" in empty  # the methods text still quotes the formula
     with pytest.raises(AssertionError):
-        depth_term(section(empty, "Regressions: does depth dominate size?"))
+        depth_term(section(empty, "Regressions: supporting evidence"))
 
 
 def test_markdown_references_existing_pngs(generated):
@@ -207,8 +221,14 @@ def _body_attrs(dom: str) -> dict[str, str]:
     return dict(re.findall(r'(data-images-[a-z]+)="([^"]*)"', body.group(1)))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium); CI installs it")
+# In CI (CI set) a missing Chromium is a failure, not a skip: CI installs it.
+NO_BROWSER = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                                reason="chromium not installed (apt-get install chromium); CI installs it")
+
+
+@NO_BROWSER
 def test_html_renders_with_every_plot_loaded(generated, tmp_path):
+    assert CHROMIUM is not None, "CI must have chromium (apt-get install chromium)"
     _, out, _ = generated
     html = (out / "report.html").read_text()
     n = html.count("<img ")
@@ -216,9 +236,10 @@ def test_html_renders_with_every_plot_loaded(generated, tmp_path):
     assert attrs == {"data-images-total": str(n), "data-images-ok": str(n), "data-images-status": "ok"}
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium); CI installs it")
+@NO_BROWSER
 def test_browser_check_catches_a_broken_plot(generated, tmp_path):
     """The in-page check must fail on an image that does not decode."""
+    assert CHROMIUM is not None, "CI must have chromium (apt-get install chromium)"
     good = report.Figure("good", generated[0].joinpath("out", "report_files").glob("*.png").__next__().read_bytes(), "ok")
     bad = report.Figure("bad", b"\x89PNG\r\n\x1a\nnot really a png", "broken")
     doc = report.Document("t", [report.Section("s", [good, bad])])
@@ -251,3 +272,17 @@ def test_several_input_folders_are_combined(tmp_path):
     assert len(both.timesteps) == len(one.timesteps) + len(two.timesteps)
     assert main(["report", "--input", f"{a},{b}", "--format", "md", "--output", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_bootstrap_option(tmp_path, capsys):
+    """--bootstrap sets the replicates behind every interval; too few is a
+    one-line usage error that writes nothing."""
+    from effmodel.cli import main
+
+    d = build_store(tmp_path / "s", n_sweep=6)
+    assert main(["report", "--input", str(d), "--bootstrap", "50", "--output", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bootstrap must be at least 200" in err and not (tmp_path / "no").exists()
+    assert main(["report", "--input", str(d), "--bootstrap", "300", "--seed", "3", "--format", "md",
+                 "--output", str(tmp_path / "rep")]) == 0
+    assert "300 replicates, seed 3" in (tmp_path / "rep" / "report.md").read_text()

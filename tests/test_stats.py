@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from effmodel import stats
+from effmodel.analysis import regressions as stats
 
 TRUTH = {"depth": -0.45, "log_params": 0.2, "mnist": 0.5, "mean_spike_rate": -3.0, "Intercept": 1.0}
 
@@ -123,67 +123,6 @@ def test_prepare_averages_seeds_and_drops_infinite_factors():
     assert a["mean_spike_rate"] == pytest.approx(0.2)
 
 
-def _stored(n=12, seed=0):
-    """Schema-like result rows with per-step series for the sensitivity recomputation."""
-    rng = np.random.default_rng(seed)
-    res, ts = [], []
-    for i in range(n):
-        depth = 2 + i % 6
-        flops = int(rng.uniform(1e6, 5e7))
-        T = 40
-        err = 0.1 + 0.8 * np.exp(-np.arange(1, T + 1) / (2 + depth))
-        syn = np.cumsum(np.full(T, flops / 200 * depth))
-        res.append({"run_id": "r", "model": f"m{i}", "simulator": "x", "dataset": ["mnist", "cifar10"][i % 2],
-                    "depth": depth, "conv_layers": depth - 1, "dense_layers": 1, "params": int(rng.uniform(1e4, 1e6)),
-                    "mean_spike_rate": 0.1, "ann_flops": flops, "threshold_tolerance": 0.01, "synops_at_threshold": 1.0,
-                    "synops_input_layer": float(flops / 10), "factor": 1.0})
-        ts += [{"run_id": "r", "model": f"m{i}", "simulator": "x", "t": t + 1, "error": err[t],
-                "synops_cumulative": syn[t]} for t in range(T)]
-    return pd.DataFrame(res), pd.DataFrame(ts)
-
-
-def test_recompute_factors_follows_the_half_flops_formula():
-    """One item worked by hand: 2,000 FLOPs; error 0.5, 0.3, 0.12, 0.105,
-    0.1, 0.1; cumulative SynOps 10, 20, ..., 60; input layer 60 SynOps.
-    Tolerance 0.01 (bound 0.11): 0.12 at step 3 is the last above, so the
-    step is 4 and SO = 40; 0.005 (bound 0.105): also step 4; 0.02 (bound
-    0.12): 0.3 at step 2 is the last above, step 3, SO = 30.
-    Total at ratio 14: 1,000 x 14 + 1,000 = 15,000; at ratio 5: 6,000."""
-    res = pd.DataFrame([{"run_id": "r", "model": "hand", "simulator": "x", "ann_flops": 2000,
-                         "threshold_tolerance": 0.01, "synops_at_threshold": 40.0, "synops_input_layer": 60.0}])
-    err = [0.5, 0.3, 0.12, 0.105, 0.1, 0.1]
-    ts = pd.DataFrame({"run_id": "r", "model": "hand", "simulator": "x", "t": range(1, 7), "error": err,
-                       "synops_cumulative": [10.0, 20, 30, 40, 50, 60]})
-    cases = {  # (ratio, input counted, tolerance): factor
-        (14, False, 0.01): 15000 / 40, (14, False, 0.005): 15000 / 40, (14, False, 0.02): 15000 / 30,
-        (14, True, 0.01): 15000 / 100, (14, True, 0.02): 15000 / 90, (5, False, 0.01): 6000 / 40,
-    }
-    for (ratio, inp, tol), want in cases.items():
-        assert stats.recompute_factors(res, ts, ratio, inp, tol)[0] == pytest.approx(want, rel=1e-12), (ratio, inp, tol)
-    # Without series, only the stored tolerance can be used.
-    assert stats.recompute_factors(res, None, 14, False, 0.01)[0] == pytest.approx(15000 / 40)
-    res, ts = _stored()
-    f = stats.recompute_factors(res, None, 5, False, 0.01)
-    assert f[0] == pytest.approx(res.loc[0, "ann_flops"] * 3)
-    assert stats.recompute_factors(res, None, 5, False, 0.02).isna().all()
-
-
-def test_sensitivity_ratio_moves_only_the_intercept():
-    res, ts = _stored(n=16)
-    rows = stats.sensitivity(res, ts)
-    assert len(rows) == 3 * 2 * 3
-    by = {(r["ratio"], r["input_counted"], r["tolerance"]): r for r in rows}
-    for inp in (False, True):
-        for tol in (0.005, 0.01, 0.02):
-            slopes = {round(by[(ratio, inp, tol)]["depth_coef"], 9) for ratio in (5.0, 14.0, 32.0)}
-            assert len(slopes) == 1
-            verdicts = {by[(ratio, inp, tol)]["verdict"] for ratio in (5.0, 14.0, 32.0)}
-            assert len(verdicts) == 1
-            assert by[(32.0, inp, tol)]["median_factor"] == pytest.approx(by[(5.0, inp, tol)]["median_factor"] * 33 / 6)
-    # Counting the input changes each network's cost differently, hence the slope.
-    assert by[(14.0, True, 0.01)]["depth_coef"] != pytest.approx(by[(14.0, False, 0.01)]["depth_coef"])
-
-
 def test_diagnostics_flag_heteroskedasticity_and_influence():
     import statsmodels.formula.api as smf
 
@@ -212,3 +151,26 @@ def test_tiny_samples_fit_without_crashing_and_refuse_a_verdict(n, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     with pytest.raises(ValueError, match="at least 4"):
         stats.analyse(stats.prepare(synthetic(3, seed=0)))
+
+
+def test_partial_correlation_is_given_the_dataset(table2_path):
+    """The eight networks' partial correlation of depth and log(params) given
+    the dataset, by hand: correlate the residuals of both after removing each
+    dataset's mean (the raw correlation is another number)."""
+    table = pd.read_csv(table2_path)
+    df = stats.paper_frame(table, {"LargeCNN1": 68_282})
+    d = stats.dominance(df)
+    res = lambda c: df[c] - df.groupby("dataset")[c].transform("mean")  # noqa: E731
+    want = float(np.corrcoef(res("depth"), res("log_params"))[0, 1])
+    assert d.partial_corr == pytest.approx(want, rel=1e-9)
+    assert abs(d.corr_depth_log_params - want) > 0.1  # so a raw correlation would not pass
+
+
+def test_a_point_of_leverage_one_falls_back_to_hc1():
+    """One network alone in its dataset has leverage 1 under C(dataset): HC3
+    divides by 1 - h = 0, so the fit must say HC1 and keep finite SEs."""
+    df = stats.prepare(synthetic(30, seed=21))
+    df.loc[0, "dataset"] = "alone"
+    fit, _ = stats._model_fit("t", "log_factor ~ depth + log_params + C(dataset)", df)
+    assert fit.cov_type == "HC1" and any("leverage 1" in n for n in fit.notes)
+    assert all(math.isfinite(t.se) for t in fit.terms if not t.name.startswith("C(dataset)"))

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from effmodel import stats
+from effmodel.analysis import regressions as stats
 
 ALPHA = 0.05
 
