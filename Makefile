@@ -43,9 +43,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml $(addsuffix /pyproject.toml,
 	$(BIN)/pip install -q --no-deps -e . $(addprefix -e ,$(PLUGINS))
 	touch $@
 
+# The report pools the fresh rows with the committed campaign evidence
+# (reports/campaign/*/, each folder its own protocol term in the fits), so the
+# summary states a verdict with its CI; on the eight fresh rows alone it would
+# be "undetermined (n = 8)".
+EVIDENCE := $(patsubst %/effmodel.sqlite,%,$(wildcard reports/campaign/*/effmodel.sqlite))
+comma := ,
+empty :=
+space := $(empty) $(empty)
 run: setup
 	$(BIN)/effmodel run $(RUN_ARGS) $(DATA_ARG) --output $(OUT)
-	$(BIN)/effmodel report --input $(OUT) --format html,md --output $(OUT)/report
+	$(BIN)/effmodel report --input $(subst $(space),$(comma),$(strip $(OUT) $(EVIDENCE))) --format html,md --output $(OUT)/report
 
 # pytest-xdist: a worker per core this process may use (at most 4), each with
 # its share of the cores; a module's (or class's) tests run on one worker, so
