@@ -59,6 +59,8 @@ class Interval:
     high: float
 
     def __str__(self) -> str:
+        if self.estimate != self.estimate:  # not estimable (too few architectures): no number to show
+            return "-"
         return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
     @property
