@@ -4,23 +4,32 @@
 # Each part skips what its store already holds and starts nothing that is not
 # expected to finish before the shared deadline; a training stopped by the
 # deadline resumes from its last epoch next time.  Rerun to continue; commit
-# reports/campaign/ after each chunk (see PLAN.md).
+# reports/campaign/ after each chunk (see PLAN.md).  While a chunk runs, never edit this file in place
+# (bash reads a script as it goes): write the new version beside it and mv it over (git does the same).
 set -euo pipefail
 BUDGET="${1:?usage: run-campaign.sh BUDGET (e.g. 150m)}"
 EFFMODEL="${EFFMODEL:-effmodel}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-DEADLINE="$(python3 -c "
+read -r DEADLINE DEADLINE_EPOCH < <(python3 -c "
 import re, sys, time, datetime
 units = {'d': 86400, 'h': 3600, 'm': 60, 's': 1}
 parts = re.findall(r'(\d+(?:\.\d+)?)([dhms])', sys.argv[1])
 secs = sum(float(n) * units[u] for n, u in parts)
-print(datetime.datetime.fromtimestamp(time.time() + secs).isoformat(timespec='seconds'))" "$BUDGET")"
+if secs <= 0:
+    sys.exit('campaign: BUDGET must be a duration such as 150m or 2h30m, got ' + repr(sys.argv[1]))
+end = int(time.time() + secs)
+print(datetime.datetime.fromtimestamp(end).isoformat(timespec='seconds'), end)" "$BUDGET")
+[ -n "${DEADLINE:-}" ] || exit 2
 echo "campaign: budget $BUDGET, deadline $DEADLINE (local time)"
 REFERENCE=SmallCNN1,DeepCNN1,LargeCNN1,MediumCNN1,SmallCNN2,DeepCNN2,LargeCNN2,MediumCNN2
 DATA=()
 [ -n "${DATA_DIR:-}" ] && DATA=(--data-dir "$DATA_DIR")
 
 part() {  # part NAME CMD...: run one part; a part that fails stops the campaign
+  if [ "$(date +%s)" -ge "$((DEADLINE_EPOCH - 60))" ]; then
+    echo "campaign: part $1 skipped: the deadline $DEADLINE is (nearly) reached"
+    return 0
+  fi
   echo "campaign: part $1"
   shift
   local start=$SECONDS
