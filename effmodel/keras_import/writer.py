@@ -9,23 +9,18 @@ import warnings
 from pathlib import Path
 from typing import Mapping
 
+from ..digest import file_sha256
 from ..simulation import LayerWeights
 from ..specs import ArchitectureSpec
 
 
-def _file_digest(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_h5(spec: ArchitectureSpec, weights: Mapping[str, LayerWeights], source: Path, workdir: str | Path | None) -> Path:
     """Save a tf_keras model built from ``spec`` with ``weights``; reused if present."""
     from ..training import build_model
 
-    key = hashlib.sha256(f"{_file_digest(source)}:{spec.content_hash()}:{spec.name}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{file_sha256(source)}:{spec.content_hash()}:{spec.name}".encode()).hexdigest()[:16]
     out_dir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="effmodel-import-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{source.stem}-{key}.h5"

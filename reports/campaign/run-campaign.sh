@@ -37,13 +37,16 @@ part() {  # part NAME CMD...: run one part; a part that fails stops the campaign
   echo "campaign: part took $((SECONDS - start)) s"
 }
 
-# 1. Reference, Norse: the eight CNNs at the report's epochs (25 MNIST / 35 CIFAR-10), seed 0,
-#    all 10,000 test images, T = 100 / 150, the INIsim readout rule (--readout spikes, the default).
-part reference-norse "$EFFMODEL" run --simulator norse --models "$REFERENCE" --deadline "$DEADLINE" \
-    -o "$HERE/reference-norse" "${DATA[@]}"
-# 2. Reference, INIsim: the same trained models, the first 2,000 test images.
-part reference-inisim "$EFFMODEL" run --simulator inisim --models "$REFERENCE" --num-test 2000 \
-    --deadline "$DEADLINE" -o "$HERE/reference-inisim" "${DATA[@]}"
+# 1-2. Reference, one network at a time, Norse then INIsim back to back, so that both simulate the same trained
+#    model even when a later chunk runs newer code (the model cache key holds a hash of training.py):
+#    the eight CNNs at the report's epochs (25 MNIST / 35 CIFAR-10), seed 0, T = 100 / 150, the INIsim
+#    readout rule (--readout spikes, the default); Norse on all 10,000 test images, INIsim on the first 2,000.
+for model in ${REFERENCE//,/ }; do
+  part "reference-norse $model" "$EFFMODEL" run --simulator norse --models "$model" --deadline "$DEADLINE" \
+      -o "$HERE/reference-norse" "${DATA[@]}"
+  part "reference-inisim $model" "$EFFMODEL" run --simulator inisim --models "$model" --num-test 2000 \
+      --deadline "$DEADLINE" -o "$HERE/reference-inisim" "${DATA[@]}"
+done
 # 3. Sweep, Norse: 32 architectures (16 per dataset: conv depth 1-4 x dense depth 0-3, constant dense width,
 #    widths chosen so |corr(depth, log params)| and |corr(depth, log neurons)| <= 0.3 within each dataset)
 #    x seeds 0,1,2; full training split, early stopping (patience 3) within 15 (MNIST) / 30 (CIFAR-10) epochs;
