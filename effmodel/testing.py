@@ -11,6 +11,10 @@ Nothing here imports TensorFlow or torch (the simulator under test may).
   (distribution ``effmodel-numpysim``).
 - :func:`check_cost_model`: the checks the core applies at registration plus
   a few sanity checks of the formulas.
+- :class:`TinyDataset`: a seeded dataset of the tiny network's shape (register
+  it to run a tiny network end to end), and :func:`store_item`: one item
+  through effmodel's driver into a store, as ``effmodel run`` computes and
+  stores it.
 - the pytest fixture ``effmodel_plugin`` (loaded automatically through the
   ``pytest11`` entry point of the ``effmodel`` distribution): register a
   throwaway plugin object for one test; it is removed again afterwards.
@@ -100,6 +104,46 @@ def tiny_network(seed: int = 0, pooling: str = "max", max2avg_pool: bool = False
     normalised, scales = normalise(spec, weights, images, settings)
     return ConvertedNetwork(spec=spec, weights=weights, normalised_weights=normalised, scale_factors=scales,
                             normalisation=settings, model_path=None, norm_images=images)
+
+
+class TinyDataset:
+    """A dataset of :func:`tiny_spec`'s input: ``n`` seeded uint8 training
+    and ``n`` test images of 10x10x1, integer labels in [0, 4), no validation
+    split; named ``tiny``."""
+
+    name = "tiny"
+    input_shape = (10, 10, 1)
+    num_classes = 4
+    validation_fraction = 0.0
+
+    def __init__(self, n: int = 8, seed: int = 5):
+        self.n, self.seed = n, seed
+
+    def load(self, data_dir: Any) -> Any:
+        from .datasets import Arrays
+
+        rng = np.random.default_rng(self.seed)
+        x = rng.integers(0, 256, (2 * self.n, 10, 10, 1), dtype=np.uint8)
+        y = rng.integers(0, 4, 2 * self.n).astype(np.int64)
+        return Arrays(x_train=x[: self.n], y_train=y[: self.n], x_test=x[self.n :], y_test=y[self.n :])
+
+
+def store_item(spec: ArchitectureSpec, settings: Any, store: Any, run_id: str = "test",
+               network: ConvertedNetwork | None = None, force: bool = False) -> dict[str, Any] | None:
+    """One item through effmodel's driver in this process (errors propagate
+    as raised), computed and stored as ``effmodel run --jobs 1`` does: the
+    stored results row, or None when the store already held it (same item,
+    same plugin versions) and ``force`` is off.
+
+    ``settings`` is an :class:`effmodel.pipeline.RunSettings`; ``network`` a
+    converted network such as :func:`tiny_network` (else ``spec`` is trained)."""
+    from .executors import ExecutorSettings, WorkItem, execute
+    from .pipeline import item_key
+
+    item = WorkItem(spec=spec, settings=settings, run_id=run_id, network=network,
+                    key=item_key(spec, settings, network.weights if network is not None else None))
+    summary = execute([item], store, ExecutorSettings(), force=force, stop_on_error=True)
+    return summary.rows[0] if summary.rows else None
 
 
 def reference_simulator() -> Any:

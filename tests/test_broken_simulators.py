@@ -25,9 +25,8 @@ import numpy as np
 import pytest
 
 from effmodel import hookimpl
-from effmodel.datasets import Arrays
 from effmodel.errors import PluginError
-from effmodel.testing import reference_simulator, tiny_network
+from effmodel.testing import TinyDataset, reference_simulator, store_item, tiny_network
 
 T, B, N = 12, 4, 8
 
@@ -118,19 +117,6 @@ SIMULATORS = [Broken("faithful")] + [Broken(n, corrupt=c) for n, (c, _) in GALLE
 MESSAGES = {n: f for n, (_, f) in GALLERY.items()} | {n: f for n, (_, f) in RAISING.items()}
 
 
-class TinyData:
-    """The tiny network's dataset: seeded uint8 images 10x10x1, labels in [0, 4)."""
-
-    name = "tiny"
-    input_shape = (10, 10, 1)
-    num_classes = 4
-    validation_fraction = 0.0
-
-    def load(self, data_dir):
-        rng = np.random.default_rng(5)
-        x = rng.integers(0, 256, (2 * N, 10, 10, 1), dtype=np.uint8)
-        y = rng.integers(0, 4, 2 * N).astype(np.int64)
-        return Arrays(x_train=x[:N], y_train=y[:N], x_test=x[N:], y_test=y[N:])
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +131,7 @@ def gallery():
 
         @hookimpl
         def register_datasets(self, register):
-            register(TinyData())
+            register(TinyDataset(N))
 
     pytest.importorskip("effmodel_numpysim")
     name = plugins.register_plugin(Gallery(), name="gallery")
@@ -164,7 +150,7 @@ def _run(simulator, tmp_path):
                            record_layers=False)
     with Store(settings.output) as store:
         try:
-            _store_item(network.spec, settings, store, "r1", network)
+            store_item(network.spec, settings, store, "r1", network)
         finally:
             stored = store.results(), store.timesteps(), store.layers()
     return stored, settings.output
@@ -215,16 +201,3 @@ def test_cumulative_spikes_under_the_neuron_bound_are_named_by_the_synops_bound(
     broken = _replace(real, "spikes_t", lambda k, v: np.cumsum(v))
     problem = batch_problem(broken, network.simulated_spec, config, B)
     assert problem.startswith("synops_t['conv1']") and "spikes_t looks cumulative" in problem, problem
-
-
-def _store_item(spec, settings, store, run_id, network):
-    """One item through the one driver (in this process; errors propagate as
-    raised), as ``effmodel run --jobs 1`` computes and stores it: its stored row,
-    or None when the driver skipped it as already stored."""
-    from effmodel.executors import ExecutorSettings, WorkItem, execute
-    from effmodel.pipeline import item_key
-
-    item = WorkItem(spec=spec, settings=settings, run_id=run_id, network=network,
-                    key=item_key(spec, settings, network.weights if network is not None else None))
-    summary = execute([item], store, ExecutorSettings(), stop_on_error=True)
-    return summary.rows[0] if summary.rows else None  # None: skipped, already stored

@@ -19,27 +19,15 @@ from __future__ import annotations
 import csv
 import json
 
-import numpy as np
 import pytest
 
 from effmodel import hookimpl
-from effmodel.datasets import Arrays
 from effmodel.provenance import PROVENANCE_COLUMNS, already_stored, same_versions
-from effmodel.testing import reference_simulator, tiny_network
+from effmodel.testing import TinyDataset, reference_simulator, store_item, tiny_network
 
 T, N = 8, 4
 
 
-class TinyData:
-    name = "tiny"
-    input_shape = (10, 10, 1)
-    num_classes = 4
-    validation_fraction = 0.0
-
-    def load(self, data_dir):
-        rng = np.random.default_rng(5)
-        x = rng.integers(0, 256, (2 * N, 10, 10, 1), dtype=np.uint8)
-        return Arrays(x_train=x[:N], y_train=np.arange(N) % 4, x_test=x[N:], y_test=np.arange(N) % 4)
 
 
 class Variant:
@@ -68,7 +56,7 @@ class VersionedPlugin:
 
     @hookimpl
     def register_datasets(self, register):
-        register(TinyData())
+        register(TinyDataset(N))
 
 
 @pytest.fixture
@@ -96,7 +84,7 @@ def _run(settings, run_id):
 
     network = tiny_network()
     with Store(settings.output) as store:
-        row = _store_item(network.spec, settings, store, run_id, network)
+        row = store_item(network.spec, settings, store, run_id, network)
         store.export_csv()
         return row, item_key(network.spec, settings, network.weights)
 
@@ -112,7 +100,7 @@ def test_rows_and_csv_carry_the_provenance(versioned, tmp_path):
     assert json.loads(stored["plugin_versions"]) == {"versioned (in-process)": "1.0", costs_dist: costs_version}
     from effmodel.datasets import dataset_fingerprint
 
-    assert stored["dataset_fingerprint"] == dataset_fingerprint(TinyData(), TinyData().load(None))
+    assert stored["dataset_fingerprint"] == dataset_fingerprint(TinyDataset(N), TinyDataset(N).load(None))
     assert {c: row[c] for c in PROVENANCE_COLUMNS} == {c: stored[c] for c in PROVENANCE_COLUMNS}
 
 
@@ -157,16 +145,3 @@ def test_rows_from_older_code_without_versions_are_reused():
     assert same_versions('{"a":"1","b":"2"}', '{"b":"2","a":"1"}')
     assert not same_versions('{"a":"1"}', '{"a":"2"}')
     assert same_versions('{"a":"1"}', '{"a":"2"}', reuse_across_versions=True)
-
-
-def _store_item(spec, settings, store, run_id, network):
-    """One item through the one driver (in this process; errors propagate as
-    raised), as ``effmodel run --jobs 1`` computes and stores it: its stored row,
-    or None when the driver skipped it as already stored."""
-    from effmodel.executors import ExecutorSettings, WorkItem, execute
-    from effmodel.pipeline import item_key
-
-    item = WorkItem(spec=spec, settings=settings, run_id=run_id, network=network,
-                    key=item_key(spec, settings, network.weights if network is not None else None))
-    summary = execute([item], store, ExecutorSettings(), stop_on_error=True)
-    return summary.rows[0] if summary.rows else None  # None: skipped, already stored
