@@ -16,11 +16,12 @@ over stored rows of the same simulator (simulation) or any simulator
 (training), preferring rows of the same dataset.  Rows stored before the
 phase columns existed still calibrate: their simulation's ``wall_seconds``,
 and the training time the model cache recorded for their model
-(:func:`effmodel.pipeline.with_training_times`).  The first guesses are
-pessimistic for this project's 2-core machine, by 1.5-10x (measured there:
-training at 16-35 G multiply-accumulates/s forward and backward, Norse at
-1e-4-7e-4 s and INIsim at 7e-4-2.6e-3 s per image-step); the first stored
-result of a simulator replaces them with measurements.
+(:func:`effmodel.pipeline.with_training_times`).  The first guesses: for
+training, a per-batch, per-layer, per-MAC and per-neuron time model fitted on
+this project's 2-core machine (:data:`TRAIN_TIME_MODEL`); for simulation, a
+pessimistic 1 ms plus MACs/10^10 s per image-step (measured there: Norse at
+1e-4-7e-4 s and INIsim at 7e-4-2.6e-3 s); the first stored result of a
+simulator replaces the latter with measurements.
 """
 
 from __future__ import annotations
@@ -33,14 +34,23 @@ from typing import Any, Iterable, Mapping
 
 from .errors import UsageError
 
-# First guesses (seconds), pessimistic: see the module docstring.
-TRAIN_MACS_PER_SECOND = 1e10  # forward + backward (3x forward MACs) per second
-TRAIN_EPOCH_OVERHEAD = 3.0  # model build, trace, validation
+# First guesses (seconds): see the module docstring.
+# One training epoch (batch 128, Adam, one thread) =
+#   steps x (s_step + s_step_layer x Keras layers) + images x (s_mac x forward MACs + s_neuron x neurons),
+# steps = ceil(images / 128): a fixed cost per batch and per layer and batch, plus the arithmetic; fitted
+# (non-negative least squares) to 1-epoch trainings of sweep networks on the project's 2-core machine while
+# another job shared it (README, the sweep section); it gives SmallCNN2 19 s and DeepCNN2 41 s per epoch,
+# measured there 19 and 35 s.  Small convolutions train far below the dense rate (benchmarks/training.py),
+# so a guess linear in MACs alone was 3-6x off between SmallCNN2 and DeepCNN2.
+TRAIN_TIME_MODEL = {"s_step": 6.6e-3, "s_step_layer": 1.6e-3, "s_mac": 2.8e-11, "s_neuron": 2.1e-9}
+TRAIN_BATCH = 128  # effmodel.training.TrainingSettings' default
+TRAIN_EPOCH_OVERHEAD = 3.0  # model build, trace, validation pass
 SIM_STEP_SECONDS = 1e-3  # per image-step, plus ...
 SIM_MACS_PER_SECOND = 1e10  # ... the dense synapse work at this rate
 CONVERT_SECONDS = 30.0
 COUNT_SECONDS = 60.0
 NOMINAL_TRAIN_IMAGES = 60_000  # when the dataset's size is not known beforehand
+TRAIN_IMAGES = {"mnist": 51_000, "cifar10": 41_500}  # the reference datasets' training splits (85/15, 83/17)
 
 
 class BudgetExhausted(Exception):
@@ -130,13 +140,31 @@ class ItemEstimate:
         return self.train + self.convert + self.simulate + self.count
 
 
-def guess_epoch_seconds(macs: float, train_images: int) -> float:
-    return TRAIN_EPOCH_OVERHEAD + 3.0 * macs * train_images / TRAIN_MACS_PER_SECOND
+def seconds_per_epoch(macs: float, neurons: float, layers: int, images: int) -> float:
+    """Projected seconds of one training epoch over ``images`` of a network with
+    ``layers`` Keras layers (:data:`TRAIN_TIME_MODEL`), without the overhead."""
+    m = TRAIN_TIME_MODEL
+    steps = -(-int(images) // TRAIN_BATCH)
+    return steps * (m["s_step"] + m["s_step_layer"] * layers) + images * (m["s_mac"] * macs + m["s_neuron"] * neurons)
+
+
+def guess_epoch_seconds(macs: float, neurons: float, layers: int, train_images: int) -> float:
+    return TRAIN_EPOCH_OVERHEAD + seconds_per_epoch(macs, neurons, layers, train_images)
 
 
 def guess_step_seconds(macs: float) -> float:
     """Seconds per simulated image-step."""
     return SIM_STEP_SECONDS + macs / SIM_MACS_PER_SECOND
+
+
+def _layers(row: Mapping[str, Any]) -> int:
+    """Keras layers of a stored row's network (its ``spec_json``), else 0."""
+    import json
+
+    try:
+        return len(json.loads(row.get("spec_json") or "{}").get("layers", []))
+    except (TypeError, ValueError, AttributeError):
+        return 0
 
 
 def _num(v: Any) -> float | None:
@@ -166,7 +194,8 @@ class PhaseEstimator:
                 secs, epochs, images = (_num(r.get(k)) for k in ("train_seconds", "train_epochs_run", "train_images"))
                 if not secs or not epochs or not images:
                     continue
-                ratio = (secs / epochs) / guess_epoch_seconds(macs, int(images))
+                ratio = (secs / epochs) / guess_epoch_seconds(macs, _num(r.get("neurons")) or 0.0, _layers(r),
+                                                              int(images))
             else:
                 if simulator is not None and r.get("simulator") != simulator:
                     continue
@@ -184,13 +213,13 @@ class PhaseEstimator:
         vals = same or anyds
         return statistics.median(vals) if vals else default
 
-    def epoch_seconds(self, macs: float, train_images: int, dataset: str) -> float:
+    def epoch_seconds(self, macs: float, neurons: float, layers: int, train_images: int, dataset: str) -> float:
         ratios = self._ratios("train", dataset, None)
-        return guess_epoch_seconds(macs, train_images) * (statistics.median(ratios) if ratios else 1.0)
+        return guess_epoch_seconds(macs, neurons, layers, train_images) * (statistics.median(ratios) if ratios else 1.0)
 
     def estimate(self, *, macs: float, dataset: str, simulator: str, epochs_left: int, train_images: int,
-                 images: int, duration: int) -> ItemEstimate:
-        epoch = self.epoch_seconds(macs, train_images, dataset)
+                 images: int, duration: int, neurons: float = 0.0, layers: int = 0) -> ItemEstimate:
+        epoch = self.epoch_seconds(macs, neurons, layers, train_images, dataset)
         train = epochs_left * epoch if epochs_left > 0 else 0.0
         sim_ratios = self._ratios("simulate", dataset, simulator)
         simulate = images * duration * guess_step_seconds(macs) * (statistics.median(sim_ratios) if sim_ratios else 1.0)

@@ -210,17 +210,20 @@ def estimate_item(spec: ArchitectureSpec, settings: RunSettings, estimator, trai
 
     :param trained: the network is given (``--model-file``): no training.
     """
-    from .budget import NOMINAL_TRAIN_IMAGES
+    from .budget import NOMINAL_TRAIN_IMAGES, TRAIN_IMAGES
     from .paths import cache_dir
     from .training import epochs_done
 
     ts = training_settings(spec, settings)
     left = 0 if trained else ts.epochs - epochs_done(spec, ts, cache_dir(settings.cache_dir))
-    train_images = settings.max_train_images or NOMINAL_TRAIN_IMAGES
+    full = TRAIN_IMAGES.get(spec.dataset, NOMINAL_TRAIN_IMAGES)
+    train_images = min(settings.max_train_images or full, full)
     images = settings.num_test or 10_000
-    return estimator.estimate(macs=count_network(spec).macs, dataset=spec.dataset, simulator=settings.simulator,
+    counts = count_network(spec)
+    return estimator.estimate(macs=counts.macs, dataset=spec.dataset, simulator=settings.simulator,
                               epochs_left=left, train_images=train_images, images=images,
-                              duration=settings.duration_for(spec.dataset))
+                              duration=settings.duration_for(spec.dataset), neurons=counts.neurons,
+                              layers=len(spec.layers))
 
 
 def converted_network(

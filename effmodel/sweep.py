@@ -47,6 +47,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
+from .budget import TRAIN_BATCH, TRAIN_TIME_MODEL, seconds_per_epoch
 from .errors import UsageError
 from .specs import ArchitectureSpec, spec_from_dict
 
@@ -66,13 +67,10 @@ DENSE_WIDTHS = (0.5, 1.0, 2.0)
 MAX_CORR = 0.3
 EARLY_STOPPING_PATIENCE = 3
 MAX_EPOCH_SECONDS = 16.0
-# Seconds of one training epoch (batch 128, Adam, one thread) =
-#   steps x (s_step + s_step_layer x Keras layers) + images x (s_mac x forward MACs + s_neuron x neurons),
-# steps = ceil(images / 128): a fixed cost per batch and per layer and batch, plus the arithmetic.
-# Fitted (non-negative least squares) to 1-epoch trainings on the project's 2-core machine while
-# another job shared it; see the sweep section of README.md for the measurements.
-TIME_MODEL = {"s_step": 6.6e-3, "s_step_layer": 1.6e-3, "s_mac": 2.8e-11, "s_neuron": 2.1e-9}
-BATCH_SIZE = 128  # effmodel.training.TrainingSettings' default
+# Seconds of one training epoch: effmodel.budget's time model (fitted on the project's 2-core machine,
+# see the sweep section of README.md), shared with the time budget's estimates.
+TIME_MODEL = TRAIN_TIME_MODEL
+BATCH_SIZE = TRAIN_BATCH
 
 
 @dataclass(frozen=True)
@@ -135,14 +133,6 @@ class GridPoint:
             "projected_seconds_per_epoch": round(self.seconds_per_epoch(max_train_images), 1),
             "projected_train_seconds": round(self.train_seconds(epochs, max_train_images)),
         }
-
-
-def seconds_per_epoch(macs: int, neurons: int, layers: int, images: int) -> float:
-    """Projected seconds of one training epoch over ``images`` of a network
-    with ``layers`` Keras layers (see ``TIME_MODEL``)."""
-    m = TIME_MODEL
-    steps = -(-images // BATCH_SIZE)
-    return steps * (m["s_step"] + m["s_step_layer"] * layers) + images * (m["s_mac"] * macs + m["s_neuron"] * neurons)
 
 
 def grid_name(dataset: str, bundle_type: str, bundles: int, dense: int, conv_width: float, dense_width: float) -> str:

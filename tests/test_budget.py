@@ -41,34 +41,44 @@ def test_deadlines():
     assert B.TimeBudget.from_options("90s", None, now).deadline == now + 90
 
 
+# The training guess by hand (effmodel.budget.TRAIN_TIME_MODEL): 3 s + ceil(images / 128) x (6.6e-3 +
+# 1.6e-3 x layers) + images x (2.8e-11 x MACs + 2.1e-9 x neurons).
+# 1e6 MACs, 1,000 neurons, 5 layers, 10,000 images: 79 x 0.0146 = 1.1534; 1e4 x 3.01e-5 = 0.301.
+G1 = 3 + 1.1534 + 0.301
+# 1e6 MACs, no neurons or layers recorded, 10,000 images: 79 x 0.0066 = 0.5214; 1e4 x 2.8e-5 = 0.28.
+G0 = 3 + 0.5214 + 0.28
+# 4e6 MACs, no neurons or layers, 20,000 images: 157 x 0.0066 = 1.0362; 2e4 x 1.12e-4 = 2.24.
+G4 = 3 + 1.0362 + 2.24
+
+
 def test_first_guesses_by_hand():
     est = B.PhaseEstimator([]).estimate(macs=1e6, dataset="mnist", simulator="norse", epochs_left=2,
-                                         train_images=10_000, images=100, duration=50)
-    # epoch: 3 s + 3 x 1e6 MACs x 1e4 images / 1e10 MAC/s = 3 + 3 = 6 s; two epochs left
-    assert est.epoch == pytest.approx(6.0) and est.train == pytest.approx(12.0)
+                                         train_images=10_000, images=100, duration=50, neurons=1000, layers=5)
+    assert est.epoch == pytest.approx(G1) and est.train == pytest.approx(2 * G1)
     # 100 images x 50 steps x (1e-3 + 1e6 / 1e10) s = 5000 x 1.1e-3 = 5.5 s
     assert est.simulate == pytest.approx(5.5)
     assert est.convert == 30.0 and est.count == 60.0
-    assert est.total == pytest.approx(12 + 5.5 + 30 + 60)
+    assert est.total == pytest.approx(2 * G1 + 5.5 + 30 + 60)
     cached = B.PhaseEstimator([]).estimate(macs=1e6, dataset="mnist", simulator="norse", epochs_left=0,
                                            train_images=10_000, images=100, duration=50)
     assert cached.train == 0.0
 
 
 def test_stored_phase_times_calibrate_the_guess():
-    # guesses for rows of 1e6 MACs: epoch 6 s (1e4 images), simulation 5.5 s (100 images x 50 steps).
-    # A stored norse row that simulated 4x slower than guessed and trained 2x slower, with measured
-    # convert/count times; an inisim row that must not calibrate norse
+    # Stored rows of 1e6 MACs (no neurons or layers recorded): training guess G0 per epoch of 10,000
+    # images, simulation guess 5.5 s for 100 images x 50 steps.  A norse row that simulated 4x slower
+    # than guessed and trained 2x slower, with measured convert/count times; an inisim row that must
+    # not calibrate norse
     rows = [
         {"dataset": "mnist", "simulator": "norse", "ann_macs": 1e6, "num_test": 100, "duration": 50,
-         "simulate_seconds": 4 * 5.5, "train_seconds": 2 * 6.0 * 5, "train_epochs_run": 5, "train_images": 10_000,
+         "simulate_seconds": 4 * 5.5, "train_seconds": 2 * G0 * 5, "train_epochs_run": 5, "train_images": 10_000,
          "convert_seconds": 4.0, "count_seconds": 7.0},
         {"dataset": "mnist", "simulator": "inisim", "ann_macs": 1e6, "num_test": 100, "duration": 50,
          "simulate_seconds": 100 * 5.5, "train_seconds": None, "train_epochs_run": None, "train_images": None,
          "convert_seconds": 4.0, "count_seconds": 7.0},
         # a CIFAR-10 norse row, 50x slower than guessed: MNIST rows exist, so it is not used for MNIST
         {"dataset": "cifar10", "simulator": "norse", "ann_macs": 1e6, "num_test": 100, "duration": 50,
-         "simulate_seconds": 50 * 5.5, "train_seconds": 50 * 6.0, "train_epochs_run": 1, "train_images": 10_000,
+         "simulate_seconds": 50 * 5.5, "train_seconds": 50 * G0, "train_epochs_run": 1, "train_images": 10_000,
          "convert_seconds": 400.0, "count_seconds": 700.0},
         # a row stored before the phase columns existed: its simulation's wall_seconds stands in (4x)
         {"dataset": "mnist", "simulator": "norse", "ann_macs": 1e6, "num_test": 100, "duration": 50,
@@ -76,8 +86,8 @@ def test_stored_phase_times_calibrate_the_guess():
     ]
     est = B.PhaseEstimator(rows).estimate(macs=4e6, dataset="mnist", simulator="norse", epochs_left=1,
                                           train_images=20_000, images=10, duration=100)
-    # guesses for the new item: epoch 3 + 3 x 4e6 x 2e4 / 1e10 = 27 s; step 1e-3 + 4e-4 = 1.4e-3 s
-    assert est.epoch == pytest.approx(2 * 27.0)
+    # the new item's guesses: epoch G4; step 1e-3 + 4e-4 = 1.4e-3 s
+    assert est.epoch == pytest.approx(2 * G4)
     assert est.simulate == pytest.approx(4 * 10 * 100 * 1.4e-3)
     assert est.convert == 4.0 and est.count == 7.0
     # another simulator without its own rows falls back to the uncalibrated guess
@@ -88,8 +98,20 @@ def test_stored_phase_times_calibrate_the_guess():
     svhn = B.PhaseEstimator(rows).estimate(macs=4e6, dataset="svhn", simulator="norse", epochs_left=1,
                                            train_images=20_000, images=10, duration=100)
     assert svhn.simulate == pytest.approx(4 * 10 * 100 * 1.4e-3)
-    assert svhn.epoch == pytest.approx((2 + 50) / 2 * 27.0)  # training: the two rows with training times
+    assert svhn.epoch == pytest.approx((2 + 50) / 2 * G4)  # training: the two rows with training times
     assert svhn.convert == 4.0  # median of 4, 4, 400
+
+
+def test_stored_rows_calibrate_by_their_own_size():
+    """A stored row's own neurons and Keras layers (from its spec_json) enter its guess."""
+    import json
+
+    row = {"dataset": "mnist", "simulator": "norse", "ann_macs": 1e6, "neurons": 1000, "num_test": 100,
+           "duration": 50, "simulate_seconds": 5.5, "train_seconds": 3 * G1, "train_epochs_run": 1,
+           "train_images": 10_000, "spec_json": json.dumps({"layers": [{}] * 5})}
+    est = B.PhaseEstimator([row]).estimate(macs=4e6, dataset="mnist", simulator="norse", epochs_left=1,
+                                           train_images=20_000, images=10, duration=100)
+    assert est.epoch == pytest.approx(3 * G4)
 
 
 def test_rows_stored_before_phase_columns_get_their_training_time_from_the_cache(tmp_path):
