@@ -89,8 +89,10 @@ class TtfsSession(NumpySession):
                         current = self.gated_current(i, h)
                     if v[i] is None:
                         v[i], fired[i] = np.zeros_like(current), np.zeros(current.shape, bool)
-                    v[i] = np.where(fired[i], v[i], v[i] + current)  # a neuron that fired integrates no more
-                    s = (v[i] >= 1.0) & ~fired[i]  # spike at threshold 1, once
+                    # refractory for the rest of the run: a neuron that has fired integrates no more, so
+                    # its membrane stays at the reset value 0 and it cannot fire again
+                    v[i] = np.where(fired[i], v[i], v[i] + current)
+                    s = v[i] >= 1.0  # spike at threshold 1
                     if i == out:
                         first_out[s] = t + 1
                         v_fire[s] = v[i][s]
