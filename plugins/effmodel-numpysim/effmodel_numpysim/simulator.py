@@ -35,7 +35,7 @@ OPTIONS = (*CORE_OPTIONS,)  # keep_workdir, handled by the core
 
 class NumpySimulator:
     name = "numpy"
-    description = "reference: IF neurons, reset by subtraction, plain numpy (slow, readable)"
+    description = "reference: IF neurons, reset by subtraction (rate) or firing once (ttfs), plain numpy (slow, readable)"
     options = OPTIONS
     readouts = READOUTS  # the readout rules it honours (a subset, if not all)
     input_encodings = INPUT_ENCODINGS  # analog and Poisson input (a subset, if not all)
