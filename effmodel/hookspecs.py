@@ -63,7 +63,8 @@ def register_simulators(register: Callable[..., None]) -> None:
         ``run_batch(x, y)`` returns a :class:`effmodel.simulation.BatchResult`;
         optionally ``options`` (a tuple of
         :class:`effmodel.options.SimulatorOption`, checked before training),
-        ``readouts`` and ``codings`` (the ones it honours).
+        ``readouts``, ``input_encodings`` and ``codings`` (the readout rules,
+        input encodings and neural codes it honours; ``docs/hooks.md``).
         Heavy frameworks must be imported inside ``open``, never at module
         import, so that ``effmodel --help`` stays fast.
     :returns: nothing; results are collected through ``register``.

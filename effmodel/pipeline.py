@@ -30,7 +30,7 @@ from .counting import count_network, spiking_layer_indices
 from .datasets import Arrays, iter_batches, resolve_data_dir, to_float
 from .errors import DataError, UsageError
 from .faults import fault_point
-from .simulation import ConvertedNetwork, NormalisationSettings, SimulationConfig, SimulationResult, simulate
+from .simulation import CODINGS, ConvertedNetwork, NormalisationSettings, SimulationConfig, SimulationResult, simulate
 from .specs import ArchitectureSpec
 from .threshold import COST_POINTS, DEFAULT_DELTA, DEFAULT_TOLERANCE, cost_point_step, synops_at_step
 
@@ -55,6 +55,7 @@ class RunSettings:
     normalisation: NormalisationSettings = field(default_factory=NormalisationSettings)
     input_encoding: str = "analog"
     readout: str = "spikes"  # effmodel.simulation.READOUTS; the same rule for every simulator
+    coding: str = "rate"  # effmodel.simulation.CODINGS: the neural code (rate, or ttfs: time to first spike)
     cost_model: str = "report-14x"
     threshold_tolerance: float = DEFAULT_TOLERANCE
     cost_point: str = "settle"  # or "iso-accuracy": first step with SNN error <= ANN error + delta
@@ -76,6 +77,8 @@ class RunSettings:
             raise UsageError(f"--delta must be >= 0, got {self.delta}")
         if self.readout not in ("spikes", "potential"):
             raise UsageError(f"--readout must be spikes or potential, got {self.readout!r}")
+        if self.coding not in CODINGS:
+            raise UsageError(f"--coding must be {' or '.join(CODINGS)}, got {self.coding!r}")
 
     def duration_for(self, dataset: str) -> int:
         return self.duration or DEFAULT_DURATION.get(dataset, 100)
@@ -92,6 +95,10 @@ def item_key(spec: ArchitectureSpec, settings: RunSettings, weights: Mapping[str
     s = asdict(settings)
     for k in ("output", "data_dir", "cache_dir", "record_layers"):
         s.pop(k)
+    if settings.coding == "rate":
+        # Results were stored under keys without a coding before codes existed:
+        # rate-coded items keep exactly those keys, so a campaign resumes.
+        s.pop("coding")
     if settings.input_encoding != "poisson":
         # The batch size changes no number under analog input (the contract asks
         # for per-image results), so a rerun with another batch size (or
@@ -467,7 +474,7 @@ def compute_item(
     config = SimulationConfig(
         duration=duration, batch_size=batch_size, input_encoding=settings.input_encoding, seed=settings.seed,
         workdir=workdir, record_spiketrains=settings.record_layers, options=dict(settings.simulator_options),
-        readout=settings.readout,
+        readout=settings.readout, coding=settings.coding,
     )
     done = 0
 

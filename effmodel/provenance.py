@@ -5,8 +5,10 @@ Every results row carries (:data:`PROVENANCE_COLUMNS`):
 ``simulator_options``
     the ``--option`` settings as canonical JSON (sorted keys, no spaces;
     ``{}`` when none), so variants of one simulator are told apart;
-``input_encoding`` and ``readout``
-    the input coding (``analog``/``poisson``) and the readout rule;
+``input_encoding``, ``coding`` and ``readout``
+    the input encoding (``analog``/``poisson``), the neural code
+    (``rate``/``ttfs``, :data:`effmodel.simulation.CODINGS`; empty in rows
+    stored before codes existed, which are all rate-coded) and the readout rule;
 ``plugin_versions``
     canonical JSON ``{distribution: version}`` of the plugins that contributed
     the architecture, the dataset, the simulator and the cost model (an
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-PROVENANCE_COLUMNS = ("simulator_options", "input_encoding", "readout", "plugin_versions", "dataset_fingerprint")
+PROVENANCE_COLUMNS = ("simulator_options", "input_encoding", "coding", "readout", "plugin_versions", "dataset_fingerprint")
 
 _HOOKS = (("register_architectures", "model"), ("register_datasets", "dataset"),
           ("register_simulators", "simulator"), ("register_cost_models", "cost_model"))
@@ -66,6 +68,7 @@ def provenance_columns(spec: Any, settings: Any) -> dict[str, Any]:
     return {
         "simulator_options": canonical_json(settings.simulator_options),
         "input_encoding": settings.input_encoding,
+        "coding": settings.coding,
         "readout": settings.readout,
         "plugin_versions": current_versions(spec, settings),
         "dataset_fingerprint": loaded_fingerprint(spec.dataset),

@@ -45,17 +45,56 @@ def check_readout(simulator: Any, readout: str) -> None:
                          f"{' or '.join(supported)}, not {readout!r}")
 
 
-CODINGS = ("analog", "poisson")
-"""Input codings (``SimulationConfig.input_encoding``); a simulator may declare the ones it
-supports in an optional attribute ``codings`` (default: all)."""
+INPUT_ENCODINGS = ("analog", "poisson")
+"""Input encodings (``SimulationConfig.input_encoding``, ``--poisson``); a simulator may declare
+the ones it supports in an optional attribute ``input_encodings`` (default: all)."""
 
 
-def check_coding(simulator: Any, encoding: str) -> None:
-    """Refuse an input coding that ``simulator`` declares it cannot simulate (its optional ``codings``)."""
-    supported = tuple(getattr(simulator, "codings", CODINGS))
+def check_input_encoding(simulator: Any, encoding: str) -> None:
+    """Refuse an input encoding that ``simulator`` declares it cannot simulate (its optional ``input_encodings``)."""
+    supported = tuple(getattr(simulator, "input_encodings", INPUT_ENCODINGS))
     if encoding not in supported:
-        raise UsageError(f"simulator {getattr(simulator, 'name', simulator)!r} supports --input-encoding "
+        raise UsageError(f"simulator {getattr(simulator, 'name', simulator)!r} supports input encoding "
                          f"{' or '.join(supported)}, not {encoding!r}")
+
+
+CODINGS = ("rate", "ttfs")
+"""Neural codes (``SimulationConfig.coding``, ``--coding``): how the hidden and
+output neurons carry an activation.
+
+``rate`` (default, the report's): integrate-and-fire neurons fire repeatedly,
+at a rate proportional to the ANN activation, and the readout counts output
+spikes.  ``ttfs`` (time to first spike, Rueckauer & Liu 2018): every neuron
+fires at most once, the earlier the larger its activation; a spike is a
+persistent step of current into its targets; the class is the output neuron
+that fires first, fixed from that step on (a decision-time code).  Each
+simulator declares the codes it implements in an optional attribute
+``codings`` (default :data:`DEFAULT_CODINGS`)."""
+
+DEFAULT_CODINGS = ("rate",)
+"""The codes of a simulator that declares none: every simulator written before codes existed is rate-coded."""
+
+
+def declared_codings(simulator: Any) -> tuple[str, ...]:
+    """The neural codes ``simulator`` implements (its optional ``codings``, default :data:`DEFAULT_CODINGS`)."""
+    return tuple(getattr(simulator, "codings", DEFAULT_CODINGS))
+
+
+def check_coding(simulator: Any, coding: str) -> None:
+    """Refuse, before any work, a neural code that is unknown or that ``simulator`` does not implement.
+
+    A simulator whose ``codings`` still lists input encodings (the attribute's
+    meaning before it was renamed ``input_encodings``) is named as the culprit."""
+    name = getattr(simulator, "name", simulator)
+    if coding not in CODINGS:
+        raise UsageError(f"--coding must be {' or '.join(CODINGS)}, got {coding!r}")
+    supported = declared_codings(simulator)
+    stale = [c for c in supported if c in INPUT_ENCODINGS]
+    if stale:
+        raise UsageError(f"simulator {name!r} declares codings {', '.join(supported)}: input encodings belong in "
+                         f"input_encodings, codings lists neural codes ({', '.join(CODINGS)})")
+    if coding not in supported:
+        raise UsageError(f"simulator {name!r} supports --coding {' or '.join(supported)}, not {coding!r}")
 
 
 @dataclass(frozen=True)
@@ -156,6 +195,8 @@ class SimulationConfig:
     ``readout``: how output activity becomes a class at each step, one of
     :data:`READOUTS` (default ``"spikes"``, INIsim's rule); a simulator that
     cannot honour it raises a one-line ``UsageError`` in ``open``.
+    ``coding``: the neural code, one of :data:`CODINGS` (default ``"rate"``);
+    the core opens a simulator only with a code it declares (``codings``).
     """
 
     duration: int
@@ -166,16 +207,19 @@ class SimulationConfig:
     record_spiketrains: bool = False  # keep per-neuron spike counts of the first batch (tests)
     options: Mapping[str, Any] = field(default_factory=dict)
     readout: str = "spikes"  # or "potential"; see READOUTS
+    coding: str = "rate"  # or "ttfs"; see CODINGS
 
     def __post_init__(self) -> None:
         if int(self.duration) <= 0:
             raise UsageError(f"duration must be a positive number of time steps, got {self.duration}")
         if int(self.batch_size) <= 0:
             raise UsageError(f"batch size must be positive, got {self.batch_size}")
-        if self.input_encoding not in ("analog", "poisson"):
+        if self.input_encoding not in INPUT_ENCODINGS:
             raise UsageError(f"input encoding must be 'analog' or 'poisson', got {self.input_encoding!r}")
         if self.readout not in READOUTS:
             raise UsageError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if self.coding not in CODINGS:
+            raise UsageError(f"coding must be one of {', '.join(CODINGS)}, got {self.coding!r}")
 
 
 @dataclass(frozen=True)
@@ -292,7 +336,8 @@ def simulate(
     from .plugins import plugin_call
 
     check_options(simulator, config.options)  # the driver checks earlier, before training; this covers direct calls
-    check_coding(simulator, config.input_encoding)
+    check_input_encoding(simulator, config.input_encoding)
+    check_coding(simulator, config.coding)
     with plugin_call("register_simulators", simulator.name, "simulator", "open"):
         session = simulator.open(network, config)
     check_session(session, simulator.name)
@@ -336,6 +381,7 @@ def simulate(
         "images_x_steps_per_second": n * config.duration / wall if wall > 0 else float("nan"),
         "batch_size": config.batch_size,
         "input_encoding": config.input_encoding,
+        "coding": config.coding,
         "seed": config.seed,
         "batches": len(preds),
         "extra": _merge_extras(extras),

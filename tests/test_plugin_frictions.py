@@ -1,7 +1,7 @@
 """The smaller frictions of issue 23 (finding 7): ``effmodel plugins`` lists what
 each plugin contributes, a cost model without a citation is warned about,
 ``architectures`` columns stay apart with long names, ``python -m effmodel``
-works, and a simulator's declared input codings are honoured."""
+works, and a simulator's declared input encodings are honoured."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def test_plugins_json_lists_what_each_plugin_contributes(run_effmodel):
     assert "SmallCNN1" in by["reference"]["contributes"]["register_architectures"]
     assert "report-14x" in by["costs"]["contributes"]["register_cost_models"]
     numpy = by["numpysim"]["simulators"]["numpy"]
-    assert numpy["readouts"] == ["spikes", "potential"] and numpy["codings"] == ["analog", "poisson"]
+    assert numpy["readouts"] == ["spikes", "potential"] and numpy["input_encodings"] == ["analog", "poisson"]
+    assert numpy["codings"] == ["rate", "ttfs"]
+    assert by["norse"]["simulators"]["norse"]["codings"] == ["rate"]  # declares none: rate only
     assert [o["name"] for o in numpy["options"]] == ["keep_workdir"] and numpy["options"][0]["default"] is False
     assert by["inisim"]["simulators"]["inisim"]["readouts"] == ["spikes"]
 
@@ -88,17 +90,17 @@ def test_python_dash_m_effmodel():
     assert r.returncode == 0 and "plugins" in r.stdout, r.stderr
 
 
-def test_declared_codings_are_honoured():
+def test_declared_input_encodings_are_honoured():
     from effmodel.errors import UsageError
     from effmodel.simulation import SimulationConfig, simulate
     from effmodel.testing import tiny_images, tiny_network
 
     class AnalogOnly:
-        name, description, codings = "analog-only", "test", ("analog",)
+        name, description, input_encodings = "analog-only", "test", ("analog",)
 
         def open(self, network, config):
             raise AssertionError("must not be opened")
 
     network = tiny_network()
-    with pytest.raises(UsageError, match="simulator 'analog-only' supports --input-encoding analog, not 'poisson'"):
+    with pytest.raises(UsageError, match="simulator 'analog-only' supports input encoding analog, not 'poisson'"):
         simulate(AnalogOnly(), network, [tiny_images(network, 2)], SimulationConfig(duration=2, input_encoding="poisson"))

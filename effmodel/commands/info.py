@@ -17,15 +17,17 @@ KINDS = {"register_architectures": "architectures", "register_datasets": "datase
 
 
 def simulator_details(sim) -> dict:
-    """What ``effmodel plugins`` shows of a simulator: description, readouts, codings, declared options."""
+    """What ``effmodel plugins`` shows of a simulator: description, readouts, input encodings, neural codings,
+    declared options."""
     from ..options import declared_options
-    from ..simulation import CODINGS, READOUTS
+    from ..simulation import INPUT_ENCODINGS, READOUTS, declared_codings
 
     declared = declared_options(sim)
     return {
         "description": sim.description,
         "readouts": list(getattr(sim, "readouts", READOUTS)),
-        "codings": list(getattr(sim, "codings", CODINGS)),
+        "input_encodings": list(getattr(sim, "input_encodings", INPUT_ENCODINGS)),
+        "codings": list(declared_codings(sim)),
         "options": None if declared is None else [
             {"name": o.name, "type": o.type_names, "default": o.default, "choices": list(o.choices), "doc": o.doc}
             for o in declared],
@@ -34,7 +36,7 @@ def simulator_details(sim) -> dict:
 
 def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List loaded plugins: distribution, version, hooks, and what each contributes
-    (simulators with their options, readouts and codings; architectures; datasets; cost models)."""
+    (simulators with their options, readouts, input encodings and codings; architectures; datasets; cost models)."""
     infos = plugins.plugin_infos()
     sims = plugins.get_simulators()
     if as_json:
@@ -51,7 +53,8 @@ def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JS
             for n in names:
                 d = simulator_details(sims[n])
                 typer.echo(f"  simulator {n}: {d['description']}")
-                typer.echo(f"    readouts: {', '.join(d['readouts'])}; codings: {', '.join(d['codings'])}")
+                typer.echo(f"    readouts: {', '.join(d['readouts'])}; input encodings: {', '.join(d['input_encodings'])}; "
+                           f"codings: {', '.join(d['codings'])}")
                 if d["options"] is None:
                     typer.echo("    options: not declared (not checked before the run)")
                 for o in d["options"] or ():

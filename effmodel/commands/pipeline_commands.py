@@ -14,6 +14,9 @@ from ..errors import UsageError, close_open_line
 from . import executor_options as ex
 
 DATA_DIR_HELP = "Folder holding mnist/ and cifar10/ (default: $EFFMODEL_DATA_DIR, else the Keras download)."
+CODING_HELP = ("Neural code: rate (the report's: neurons fire repeatedly, the readout counts output spikes) or ttfs "
+               "(time to first spike: each neuron fires at most once, the first output spike decides; numpy only so far). "
+               "`effmodel plugins` lists each simulator's codings.")
 
 
 def _split(value: Optional[str]) -> list[str] | None:
@@ -64,6 +67,7 @@ def run_command(
     normalisation: str = typer.Option("effmodel", help="INIsim only: effmodel (shared), snntoolbox or online."),
     poisson: bool = typer.Option(False, "--poisson", help="Poisson spike input instead of analog input."),
     readout: str = typer.Option("spikes", "--readout", help="Class readout for every simulator: spikes (INIsim's rule: most output spikes, lowest index on ties, no class before the first output spike) or potential (ties by membrane potential; norse only)."),
+    coding: str = typer.Option("rate", "--coding", help=CODING_HELP),
     cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor (see `effmodel cost-models`)."),
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
     cost_point: str = typer.Option("settle", "--cost-point", help="Step the SNN's costs are taken at: settle (error within --tolerance of its final error) or iso-accuracy (first step with SNN error <= ANN error + --delta)."),
@@ -101,20 +105,21 @@ def run_command(
         normalisation=NormalisationSettings(percentile=percentile, num_images=norm_images, max2avg_pool=max2avg_pool,
                                             online=normalisation == "online"),
         input_encoding="poisson" if poisson else "analog", cost_model=cost_model, threshold_tolerance=tolerance,
-        simulator_options=opts, readout=readout, cost_point=cost_point, delta=delta,
+        simulator_options=opts, readout=readout, coding=coding, cost_point=cost_point, delta=delta,
     )
     # Validate names and paths before any expensive work or any store write.
     from .. import plugins
     from ..datasets import resolve_data_dir
     from ..options import check_options
-    from ..simulation import check_coding, check_readout
+    from ..simulation import check_coding, check_input_encoding, check_readout
 
     resolve_data_dir(data_dir)
     stored_as = getattr(plugins.lookup("simulator", plugins.get_simulators(), simulator), "name", simulator)  # results' simulator column
     sim = plugins.lookup("simulator", plugins.get_simulators(), simulator)
     check_readout(sim, readout)
+    check_coding(sim, coding)  # a code the simulator does not implement: refused before any training
     check_options(sim, opts)  # unknown or invalid --option values: refused before any training
-    check_coding(sim, settings.input_encoding)
+    check_input_encoding(sim, settings.input_encoding)
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     exec_settings = ex.executor_settings(executor, jobs, ray_address, cpus_per_item, gpus_per_item, max_retries)
     budget = TimeBudget.from_options(time_budget, deadline)

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import UsageError
 from . import executor_options as ex
+from .pipeline_commands import CODING_HELP
 
 
 def _ints(value: str, option: str) -> list[int]:
@@ -57,6 +58,7 @@ def sweep_command(
     batch_size: str = typer.Option("auto", help="Images simulated at once (bounds memory): a number, or auto = the simulator's choice (Norse: the GPU memory budget on CUDA, 50 on CPU; others 50)."),
     cost_model: str = typer.Option("report-14x", help="Cost model for total_costs and factor."),
     readout: str = typer.Option("spikes", "--readout", help="Class readout for every simulator: spikes (INIsim's rule: most output spikes, lowest index on ties, no class before the first output spike) or potential (ties by membrane potential; norse only)."),
+    coding: str = typer.Option("rate", "--coding", help=CODING_HELP),
     tolerance: float = typer.Option(0.01, help="Error-threshold tolerance (fraction; 0.01 = 1 point)."),
     cost_point: str = typer.Option("settle", "--cost-point", help="Step the SNN's costs are taken at: settle (error within --tolerance of its final error) or iso-accuracy (first step with SNN error <= ANN error + --delta)."),
     delta: float = typer.Option(0.01, "--delta", help="iso-accuracy: allowed SNN error above the ANN's (fraction; 0.01 = 1 point)."),
@@ -134,15 +136,18 @@ def sweep_command(
     from ..pipeline import RunSettings
     from ..store import Store
 
-    from ..simulation import check_readout
+    from ..simulation import check_coding, check_readout
 
-    check_readout(plugins.lookup("simulator", plugins.get_simulators(), simulator), readout)
+    sim = plugins.lookup("simulator", plugins.get_simulators(), simulator)
+    check_readout(sim, readout)
+    check_coding(sim, coding)  # a code the simulator does not implement: refused before any training
     plugins.lookup("cost model", plugins.get_cost_models(), cost_model)
     settings = RunSettings(
         simulator=simulator, output=output, data_dir=data_dir, cache_dir=cache_dir, num_test=num_test,
         duration=duration, batch_size=batch_size, epochs=epochs, seed=seed_list[0], max_train_images=max_train_images,
         early_stopping=early_stopping or None,
-        cost_model=cost_model, threshold_tolerance=tolerance, readout=readout, cost_point=cost_point, delta=delta,
+        cost_model=cost_model, threshold_tolerance=tolerance, readout=readout, coding=coding, cost_point=cost_point,
+        delta=delta,
     )
     from ..datasets import resolve_data_dir
     from ..executors import shutdown

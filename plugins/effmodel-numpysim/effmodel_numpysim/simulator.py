@@ -16,6 +16,8 @@ compares other simulators with.  It uses only effmodel's public API.
 - SynOps: spikes per neuron x exact fan-out (``fanout_map``), per layer and step.
 - Readout: ``config.readout`` (``spikes``: most output spikes, lowest index,
   -1 before the first output spike; ``potential``: ties by membrane potential).
+- Codes: this module is rate coding; ``--coding ttfs`` (time to first spike)
+  is :mod:`.ttfs`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from effmodel import BatchResult, UsageError, conv2d, fanout_map, pool2d, same_padding, spiking_layer_indices
 from effmodel.options import CORE_OPTIONS
-from effmodel.simulation import CODINGS, READOUTS
+from effmodel.simulation import INPUT_ENCODINGS, READOUTS
 
 # The --option keys it takes: add yours as SimulatorOption(name, type, default, choices, doc)
 # (effmodel.options); the core refuses any other key, or a bad value, before training.
@@ -33,15 +35,20 @@ OPTIONS = (*CORE_OPTIONS,)  # keep_workdir, handled by the core
 
 class NumpySimulator:
     name = "numpy"
-    description = "reference: IF neurons, reset by subtraction, plain numpy (slow, readable)"
+    description = "reference: IF neurons, reset by subtraction (rate) or firing once (ttfs), plain numpy (slow, readable)"
     options = OPTIONS
     readouts = READOUTS  # the readout rules it honours (a subset, if not all)
-    codings = CODINGS  # the input codings it simulates (a subset, if not all)
+    input_encodings = INPUT_ENCODINGS  # analog and Poisson input (a subset, if not all)
+    codings = ("rate", "ttfs")  # the neural codes it implements: rate (below) and ttfs (.ttfs)
 
     def open(self, network, config):
         unknown = sorted(set(config.options) - {o.name for o in OPTIONS})
         if unknown:
             raise UsageError(f"the numpy simulator takes no option {', '.join(unknown)}")
+        if config.coding == "ttfs":
+            from .ttfs import TtfsSession  # time to first spike: each neuron fires at most once
+
+            return TtfsSession(network, config)
         return NumpySession(network, config)
 
 
