@@ -272,12 +272,16 @@ def run_in_process(items: Sequence[WorkItem], compute: ComputeFn | None = None, 
 
 def _compute_in_process(item: WorkItem, workdir: str) -> Any:
     """``run --jobs 1``: the simulator's scratch folder under the output folder, progress on stderr."""
+    from .errors import close_open_line
     from .pipeline import compute_item
     from .progress import image_progress
 
-    return compute_item(item.spec, item.settings, item.run_id, family=item.family, network=item.network,
-                        progress=image_progress, key=item.key or None, deadline=item.deadline,
-                        epoch_seconds_guess=item.epoch_seconds)
+    try:
+        return compute_item(item.spec, item.settings, item.run_id, family=item.family, network=item.network,
+                            progress=image_progress, key=item.key or None, deadline=item.deadline,
+                            epoch_seconds_guess=item.epoch_seconds)
+    finally:
+        close_open_line()  # the progress bar's line ends here, whatever happened
 
 
 def run_local_pool(items: Sequence[WorkItem], workers: int, threads: int, compute: ComputeFn | None = None,
