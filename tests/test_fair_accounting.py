@@ -85,8 +85,10 @@ def test_layer_work_by_hand(work):
     # out: 2 inputs, 2*3 + 3 = 9 params, 3 neurons, 6 MACs; SynOps in = 3+3+0, spikes in 1+1+0, out 0+1+1
     assert (out.inputs, out.params, out.neurons, out.dense_ops, out.effective_ops) == (2, 9, 3, 6, 3)
     assert (out.synops, out.spikes_in, out.spikes_out) == (6, 2, 2)
-    # neuron updates: (8 + 2 + 3) neurons x 3 steps; ANN activations: conv and dense outputs 8 + 3
-    assert work.snn_neuron_updates == 39
+    # neuron updates: (8 + 3) neurons x 3 steps (the 2 max-pooling units have no membrane);
+    # ANN activations: conv and dense outputs 8 + 3
+    assert (conv.snn_neuron_updates, pool.snn_neuron_updates, out.snn_neuron_updates) == (24, 0, 9)
+    assert work.snn_neuron_updates == 33
     assert work.ann_neuron_activations == 11
     assert work.input_macs_per_step == 72
 
@@ -111,8 +113,9 @@ def test_snn_accesses_by_hand(work):
     assert snn_accesses(conv, "every-step") == AccessCounts(weight_reads=216, act_reads=216, membrane_reads=24,
                                                             membrane_writes=24, spike_writes=4)
     assert snn_accesses(conv, "excluded") == AccessCounts(membrane_reads=24, membrane_writes=24, spike_writes=4)
-    # pool: 4 SynOps + 2 x 3 updates read and write the membrane; no weights; 4 spikes read, 2 written
-    assert snn_accesses(pool) == AccessCounts(membrane_reads=10, membrane_writes=10, spike_reads=4, spike_writes=2)
+    # pool: a max pool has no membrane (its SynOps are gated, not integrated) and no weights:
+    # only its 4 spikes read and 2 written
+    assert snn_accesses(pool) == AccessCounts(spike_reads=4, spike_writes=2)
     # out: 6 SynOps read 6 weights; 6 + 3 x 3 = 15 membrane reads and writes
     assert snn_accesses(out) == AccessCounts(weight_reads=6, membrane_reads=15, membrane_writes=15, spike_reads=2,
                                              spike_writes=2)
@@ -143,13 +146,13 @@ def test_costs_by_hand(work):
     assert b.ann.total == 1272
     # SNN. conv: input layer as the ANN's 1152 (once); membrane (48 + 32) x 2 + 4 spike writes x 1 = 164;
     #   24 updates x 2 = 48
-    # pool: 4 SynOps x 1; (10 + 10) x 1 + 4 + 2 = 26; 6 updates x 2 = 12
+    # pool (max pool, no membrane): 4 SynOps x add 1; 4 spike reads + 2 writes x 1 = 6; no updates
     # out: 6 SynOps x 1; 6 weight reads x 2 + (15 + 15) x 1 + 2 + 2 = 46; 9 updates x 2 = 18
-    assert (b.snn.arithmetic, b.snn.memory, b.snn.neuron, b.snn.input_layer) == (10, 236, 78, 1152)
-    assert b.factor == pytest.approx(1272 / 1476)
+    assert (b.snn.arithmetic, b.snn.memory, b.snn.neuron, b.snn.input_layer) == (10, 216, 66, 1152)
+    assert b.factor == pytest.approx(1272 / 1444)
     # per layer: arithmetic vs memory
     assert [(l.name, l.ann.memory + l.ann.input_layer, l.snn.memory) for l in b.layers] == [
-        ("conv", 16 + 1152, 164), ("pool", 18, 26), ("out", 21, 46)]
+        ("conv", 16 + 1152, 164), ("pool", 18, 6), ("out", 21, 46)]
 
 
 def test_zero_skipping_and_policies_by_hand(work):
@@ -157,21 +160,21 @@ def test_zero_skipping_and_policies_by_hand(work):
     # ANN: conv 4 MACs: 16 + 40 + 8 = 64 input layer, 16 writes, 24 activations;
     #   pool 2 taps: 2 + (2 x 2 + 2); out 3 MACs: 12 + (3 x 2 + 3 x 1 + 3) + 9
     assert zs.ann.total == 64 + 16 + 24 + 2 + 6 + 12 + 12 + 9 == 145
-    # SNN: first layer's 4 input MACs once: 64; everything else as before (164 + 48 + 42 + 70)
-    assert zs.snn.total == 64 + 164 + 48 + 42 + 70 == 388
+    # SNN: first layer's 4 input MACs once: 64; everything else as before (164 + 48 + 10 + 70)
+    assert zs.snn.total == 64 + 164 + 48 + 10 + 70 == 356
     excl = hand_model(first_layer="excluded").breakdown(work)
     # no input layer; conv membrane 24 + 24 -> 48 x 2 + 4 = 100
-    assert excl.snn.input_layer == 0 and excl.snn.total == 100 + 48 + 42 + 70
+    assert excl.snn.input_layer == 0 and excl.snn.total == 100 + 48 + 10 + 70
     every = hand_model(first_layer="every-step").breakdown(work)
-    assert every.snn.input_layer == 3 * 1152 and every.snn.total == 3456 + 100 + 48 + 42 + 70
+    assert every.snn.input_layer == 3 * 1152 and every.snn.total == 3456 + 100 + 48 + 10 + 70
 
 
 def test_break_even_by_hand(work):
     m = hand_model()
-    # ANN = 960 + 78 mac (72 + 6 MACs), SNN = 1188 + 72 mac (the first layer's 72 MACs once):
-    # equal at mac = 228 / 6 = 38, i.e. 38 SynOp energies
-    assert m.break_even_ratio(work) == pytest.approx(38.0)
-    at = hand_model(mac=38.0).breakdown(work)
+    # ANN = 960 + 78 mac (72 + 6 MACs), SNN = 1156 + 72 mac (the first layer's 72 MACs once):
+    # equal at mac = 196 / 6, i.e. 32.67 SynOp energies
+    assert m.break_even_ratio(work) == pytest.approx(196 / 6)
+    at = hand_model(mac=196 / 6).breakdown(work)
     assert at.factor == pytest.approx(1.0)
     # every step: the SNN pays 216 MACs, more than the ANN's 78: no ratio balances them
     assert hand_model(first_layer="every-step").break_even_ratio(work) is None
@@ -181,8 +184,8 @@ def test_factor_interval_exact(work):
     m = hand_model(ranges={"dram": [5.0, 20.0]})
     lo, hi = m.factor_interval(work)
     # DRAM prices only the conv weights, read 72 times on both sides:
-    # ANN = 552 + 72 d, SNN = 756 + 72 d
-    assert (lo, hi) == (pytest.approx(912 / 1116), pytest.approx(1992 / 2196))
+    # ANN = 552 + 72 d, SNN = 724 + 72 d
+    assert (lo, hi) == (pytest.approx(912 / 1084), pytest.approx(1992 / 2164))
     # two intervals at once against a brute-force grid (the grid's corners are the box's corners)
     m2 = hand_model(ranges={"dram": [5.0, 20.0], "mac": [1.0, 50.0], "synop": [0.5, 2.0]})
     lo2, hi2 = m2.factor_interval(work)
@@ -329,8 +332,8 @@ def test_run_stores_consistent_fair_columns(tiny_run):
     item = runs["settle"]
     row, layers = item.row, {r["layer"]: r for r in item.layers}
     step = row["threshold_step"]
-    # neuron updates: (14x14x4 conv + 7x7x4 pool + 10 out) neurons x the cost step
-    assert row["snn_neuron_updates"] == (784 + 196 + 10) * step
+    # neuron updates: (14x14x4 conv + 10 out) neurons x the cost step (the max pool's units have no membrane)
+    assert row["snn_neuron_updates"] == (784 + 10) * step
     assert row["ann_neuron_activations"] == 784 + 10
     assert row["snn_input_macs"] == count_network(spec).layers[0].synapses
     # the SynOps attributed to receiving layers add up to the simulator's own cumulative count at that step
