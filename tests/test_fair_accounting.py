@@ -439,3 +439,73 @@ def test_verdicts_by_cost_fit_each_factor_column_separately():
     assert v["f_size"]["fake"].startswith("size dominates")
     assert v["missing"] == {}
     assert stats.verdicts_by_cost(df.head(3), ["f_depth"])["f_depth"]["fake"].startswith("not fitted")
+
+
+# --- a hand cost model whose energies all differ (issue 22) ------------------------------
+# With add = synop = 1 a break-even multiplied by synop instead of divided, pooling priced at
+# synop instead of add, or effective MACs that count pooling taps all pass; here they cannot.
+
+
+def distinct_model(**kw) -> CostModel:
+    return hand_model(**({"mac": 4.0, "add": 0.25, "synop": 0.5} | kw))
+
+
+def test_distinct_energies_pooling_at_add(work):
+    b = distinct_model().breakdown(work)
+    conv, pool, out = b.layers
+    # ANN pool: 8 taps x add 0.25 = 2 (at synop it would be 4); out: 6 MACs x 4 = 24
+    assert pool.ann.arithmetic == 2 and out.ann.arithmetic == 24
+    # SNN pool (max pool, no membrane): 4 SynOps x add 0.25 = 1; out: 6 SynOps x synop 0.5 = 3
+    assert pool.snn.arithmetic == 1 and out.snn.arithmetic == 3
+    # totals: ANN = 78 x 4 + 954 = 1266 (memory and activations as in test_costs_by_hand:
+    # 864 + 16 + 24 + 18 + 21 + 9 = 952, pooling 2); SNN = 72 x 4 + 1150 = 1438
+    # (864 + 164 + 48 + 6 + 46 + 18 = 1146, SynOps 1 + 3)
+    assert b.ann.total == 78 * 4 + 954 and b.snn.total == 72 * 4 + 1150
+
+
+def test_distinct_energies_break_even_by_hand(work):
+    m = distinct_model()
+    # ANN = 954 + 78 mac, SNN = 1150 + 72 mac: equal at mac = 196 / 6 = 32.67 pJ, which is
+    # 32.67 / synop 0.5 = 65.3 SynOp energies
+    ratio = m.break_even_ratio(work)
+    assert ratio == pytest.approx(196 / 6 / 0.5)
+    assert distinct_model(mac=ratio * 0.5).breakdown(work).factor == pytest.approx(1.0)
+    # the report's rule: F/2 x mac + F/2 x add = S x synop with F = 156 exact FLOPs, S = 10 SynOps:
+    # mac = (10 x 0.5 - 78 x 0.25) / 78, ratio = mac / 0.5
+    counts = count_network(tiny_spec())
+    r = CostModel(name="r", mac=14.0, add=0.25, synop=0.5, ann_convention="half-flops")
+    be = r.break_even_ratio(work, counts)
+    assert be == pytest.approx((10 * 0.5 - 78 * 0.25) / 78 / 0.5)
+    assert CostModel(name="r", mac=be * 0.5, add=0.25, synop=0.5,
+                     ann_convention="half-flops").breakdown(work, counts).factor == pytest.approx(1.0)
+
+
+def test_effective_macs_column_leaves_out_pooling_taps(work):
+    from effmodel.accounting import result_columns
+
+    row = result_columns(work, distinct_model(), count_network(tiny_spec()), cost_point="settle", delta=0.0,
+                         reached=True, accuracy_at_step=1.0)
+    # conv 4 + out 3 nonzero-input MACs; the pool's 2 nonzero taps are comparisons, not MACs
+    assert row["ann_effective_macs"] == 7
+    # the max pool's units are not neurons: (8 + 3) x 3 updates
+    assert row["snn_neuron_updates"] == 33
+
+
+def test_poisson_input_priced_as_input_synops():
+    # the tiny network with Poisson input: 2 input spikes up to step 3 (series [1, 1, 0, 5]) that
+    # deliver 18 SynOps to the conv layer (made-up series [9, 9, 0, 45])
+    spec = tiny_spec()
+    w = network_work(spec, STEP, 1, SYNOPS | {"input": np.array([9, 9, 0, 45])},
+                     SPIKES | {"input": np.array([1, 1, 0, 5])})
+    conv = w.layers[0]
+    assert (conv.synops, conv.spikes_in, conv.spiking_input) == (18, 2, True)
+    assert conv.snn_input_macs("once") == 0  # no analog MACs: the input is events
+    b = distinct_model().breakdown(w).layers[0]
+    # SNN conv: 18 SynOps x 0.5 = 9 and their 18 weight reads x 10 (80 B of weights: DRAM) = 180,
+    # both in the input layer; membrane: (18 SynOps + 24 updates) reads and writes x 2 (32 B) = 168,
+    # 2 input spikes read x 1 (2 B bitmap), 4 spikes written x 1: memory 174; no stored current
+    assert b.snn.input_layer == 9 + 180
+    assert b.snn.memory == 168 + 2 + 4
+    assert b.snn.neuron == 24 * 2
+    # the ANN is unchanged: 72 MACs against them
+    assert b.ann.input_layer == 72 * 4 + 864
