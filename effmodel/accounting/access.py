@@ -266,12 +266,15 @@ class IdealReuse:
     name: str = "ideal-reuse"
 
     def ann(self, layer: LayerWork, operands: Operands, storage: Storage) -> list[Access]:
+        ops = operands.ops(layer)
         at = _ann_tensors(layer, storage)
         w, a = storage.weight_bits, storage.act_bits
-        out = [Access("act_reads", layer.inputs * operands.input_fraction(layer), at["inputs"], a),
+        # at most once each, and never more often than a tap uses it (a bias, or a weight whose
+        # inputs are all zero, need not be fetched at all), so this never exceeds no-reuse
+        out = [Access("act_reads", min(layer.inputs * operands.input_fraction(layer), ops), at["inputs"], a),
                Access("act_writes", float(layer.neurons), at["outputs"], a)]
         if layer.has_weights:
-            out.append(Access("weight_reads", float(layer.params), at["weights"], w))
+            out.append(Access("weight_reads", min(float(layer.params), ops), at["weights"], w))
         return out
 
 
