@@ -16,14 +16,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from effmodel.costs import CostModel, load_cost_models
+from effmodel.costs import CostModel
 from effmodel.counting import (AccessCounts, ann_accesses, ann_effective_ops, count_network, network_work,
                                snn_accesses)
 from effmodel.errors import UsageError
-from effmodel.paths import cost_models_toml
 from effmodel.simulation import LayerWeights
 from effmodel.specs import ArchitectureSpec, LayerSpec
 from effmodel.threshold import cost_point_step, iso_accuracy_step
+
+
+def registered() -> dict[str, CostModel]:
+    """The presets as the core sees them: through the plugin registry."""
+    from effmodel.plugins import get_cost_models
+
+    return dict(get_cost_models())
 
 
 def tiny_spec() -> ArchitectureSpec:
@@ -211,7 +217,7 @@ def test_ops_models_unchanged(work):
 
 
 def test_fair_presets_cite_every_number():
-    models = {m.name: m for m in load_cost_models(cost_models_toml())}
+    models = registered()
     for name in ("fair-45nm-fp32", "fair-45nm-fp32-zs"):
         m = models[name]
         assert m.accounting == "access" and m.unit == "pJ" and "same-node" in m.comparison
@@ -352,7 +358,7 @@ def test_run_stores_consistent_fair_columns(tiny_run):
     from effmodel.accounting import work_from_layer_rows
 
     work = work_from_layer_rows(item.layers)
-    models = {m.name: m for m in load_cost_models(cost_models_toml())}
+    models = registered()
     assert models["fair-45nm-fp32"].breakdown(work).factor == pytest.approx(row["factor"])
     assert models["fair-45nm-fp32-zs"].breakdown(work).ann.total < row["total_costs"]
 

@@ -81,8 +81,8 @@ class CostModel:
     # --- second pass (issue 22); the defaults keep the first fair presets unchanged
     dataflow: str = "no-reuse"  # the ANN's dataflow: no-reuse, ideal-reuse, row-stationary
     pe_count: int = 168  # row-stationary: processing elements
-    rf_bytes: float = 512.0  # row-stationary: register file per PE
-    glb_bytes: float = 110592.0  # row-stationary: global buffer (108 KB)
+    rf_bytes: int = 512  # row-stationary: register file per PE, bytes
+    glb_bytes: int = 110592  # row-stationary: global buffer (108 KB)
     memory_curve: str = "steps"  # steps or continuous (see effmodel.accounting.memory)
     access_bits: int = 64  # the width the sram/dram energies are quoted for
     charge_width: bool = False  # charge an access by its width (bits / access_bits), not as a whole access
@@ -90,8 +90,9 @@ class CostModel:
     act_bits: int = 0  # 0: word_bits
     membrane_bits: int = 0  # 0: word_bits
     spike_events: str = "bit"  # bit or address
-    on_chip_bytes: float = 0.0  # global on-chip capacity, 0: no limit
+    on_chip_bytes: int = 0  # global on-chip capacity in bytes, 0: no limit
     membrane_buffer: str = "layer"  # layer: each layer's potentials in their own memory; network: one shared buffer
+    ann_act_bits_from_steps: bool = False  # low-bit ANN: ceil(log2(T+1))-bit activations, mac quoted at 8 bits
     report_role: str = ""  # how the report uses it: headline, fair, fair-zero-skipping, dataflow, quantised, ...
     counts: str = ""  # what it counts (shown in the report)
     leaves_out: str = ""  # what it leaves out (shown in the report)
@@ -174,6 +175,15 @@ class CostModel:
     def snn_layer_accesses(self, layer: LayerWork, work: NetworkWork | None = None) -> "list[Access]":
         return snn_layer_accesses(layer, work, self.first_layer_policy, self.operand_policy, self.storage)
 
+    def at_steps(self, steps: int) -> "CostModel":
+        """A low-bit ANN's model for an SNN of ``steps`` steps: activations of
+        ``ceil(log2(steps + 1))`` bits (as many levels as a rate code over
+        ``steps`` can express), the multiplier's part of ``mac`` (``mac - add``,
+        quoted at 8-bit activations) scaled by ``bits / 8``."""
+        bits = max(1, math.ceil(math.log2(steps + 1)))
+        return replace(self, ann_act_bits_from_steps=False, act_bits=bits,
+                       mac=(self.mac - self.add) * bits / 8 + self.add)
+
     # --- per-layer pricing (accounting = "access") ---------------------------
     def layer_costs(self, layer: LayerWork, work: NetworkWork | None = None) -> "LayerCost":
         """One layer's cost on both sides (``work``: the whole network, needed
@@ -212,6 +222,8 @@ class CostModel:
         ``ops`` models price the classic way (``counts`` needed for the ANN):
         everything is arithmetic, memory is 0, the input layer is excluded.
         """
+        if self.ann_act_bits_from_steps and self.accounting == "access":
+            return self.at_steps(work.steps).breakdown(work, counts)
         if self.accounting == "ops":
             if counts is None:
                 raise UsageError(f"cost model {self.name!r} needs the network's counts")

@@ -1,0 +1,101 @@
+"""Pricing stored results again under every registered cost model, by role.
+
+The report never names a preset: it asks the plugin registry for every
+cost model and groups them by the ``report_role`` each declares:
+
+``headline``            the report's own rule (report-14x);
+``fair``                the first fair preset (no-reuse ANN, step memory table);
+``fair-zero-skipping``  the same with a zero-skipping ANN;
+``dataflow``            one preset per ANN dataflow on one memory model: the
+                        report shows each factor as the range across them;
+``quantised``           int8 and low-bit baselines;
+``sensitivity``, ``cross-node``, ``calibration``: listed, not tabulated.
+
+A third party's preset with one of these roles reaches the report like a
+built-in one.  :func:`reprice` gives one model's factor (with its interval
+over the preset's ``ranges``) and both break-evens for one result's stored
+per-layer work; :func:`dataflow_range` the range across the ``dataflow``
+presets; :func:`counted_rows` the "counts / leaves out" table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from .ops import NetworkCount
+from .pricing import CostModel
+from .work import NetworkWork
+
+ROLES = ("headline", "fair", "fair-zero-skipping", "dataflow", "quantised", "sensitivity", "cross-node",
+         "calibration")
+
+
+def registered_cost_models() -> dict[str, CostModel]:
+    """Every cost model the installed plugins register (the only way the core sees them)."""
+    from ..plugins import get_cost_models
+
+    return dict(get_cost_models())
+
+
+def presets_by_role(models: Mapping[str, CostModel] | None = None) -> dict[str, list[CostModel]]:
+    """Registered cost models grouped by ``report_role``, in registration order
+    (a model without a role is left out)."""
+    models = registered_cost_models() if models is None else models
+    out: dict[str, list[CostModel]] = {}
+    for m in models.values():
+        role = getattr(m, "report_role", "")
+        if role:
+            out.setdefault(role, []).append(m)
+    return out
+
+
+def preset_for(role: str, models: Mapping[str, CostModel] | None = None) -> CostModel | None:
+    """The first registered model with ``role`` (``None`` if there is none)."""
+    found = presets_by_role(models).get(role, [])
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Repriced:
+    """One result priced under one model."""
+
+    model: str
+    factor: float
+    low: float
+    high: float
+    break_even_ratio: float | None  # MAC:SynOp energy ratio at factor 1
+    break_even_synops_per_synapse: float | None  # Dampfhoffer et al.'s unit
+    ann_memory_share: float
+    snn_memory_share: float
+
+
+def reprice(model: CostModel, work: NetworkWork, counts: NetworkCount | None = None) -> Repriced:
+    """``model``'s factor for ``work`` (``counts`` needed by ``ops`` models)."""
+    b = model.breakdown(work, counts)
+    lo, hi = model.factor_interval(work, counts)
+    nan = float("nan")
+    return Repriced(model=model.name, factor=b.factor, low=lo, high=hi,
+                    break_even_ratio=model.break_even_ratio(work, counts),
+                    break_even_synops_per_synapse=model.break_even_synops_per_synapse(work, counts),
+                    ann_memory_share=b.ann.memory / b.ann.total if b.ann.total else nan,
+                    snn_memory_share=b.snn.memory / b.snn.total if b.snn.total else nan)
+
+
+def dataflow_range(work: NetworkWork, counts: NetworkCount | None = None,
+                   models: Iterable[CostModel] | None = None) -> tuple[float, float, dict[str, Repriced]]:
+    """The factor's range across the ``dataflow`` presets (each with its own
+    interval): (lowest low, highest high, per model)."""
+    chosen = list(models) if models is not None else presets_by_role().get("dataflow", [])
+    per = {m.name: reprice(m, work, counts) for m in chosen}
+    if not per:
+        return math.nan, math.nan, per
+    return min(r.low for r in per.values()), max(r.high for r in per.values()), per
+
+
+def counted_rows(models: Mapping[str, CostModel] | None = None) -> list[tuple[str, str, str, str]]:
+    """(name, role, counts, leaves out) of every registered model that says what it counts."""
+    models = registered_cost_models() if models is None else models
+    return [(m.name, getattr(m, "report_role", ""), m.counts, m.leaves_out) for m in models.values()
+            if getattr(m, "counts", "")]
