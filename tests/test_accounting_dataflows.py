@@ -224,3 +224,53 @@ def test_address_events_by_hand(work):
     # out: 2 spikes from the pool's 2 units (1 bit), looked up in a table of 4-bit entries (9 weights)
     acc = {a.kind: a for a in m.snn_layer_accesses(out, work)}
     assert (acc["route_reads"].count, acc["route_reads"].bits) == (2, 4)
+
+
+# --- break-even in SynOps per synapse, low-bit ANN, repricing by role ------------------------
+
+
+def test_break_even_in_synops_per_synapse_by_hand(work):
+    m = hand_model(neuron_update=0.0, first_layer="excluded")
+    # ANN = 1272 (test_costs_by_hand). SNN without a spike: conv's 24 updates read and write its
+    # 32-B membrane (48 x 2 = 96), out's 9 (18 x 1): 114. At the measured activity 162 (conv 100,
+    # pool 10, out 52), so each unit of activity adds 48: 114 + 48 s = 1272 at s = 24.125.
+    # The network has 10 SynOps on 72 + 6 = 78 conv/dense synapses: 24.125 x 10 / 78 per synapse
+    assert m.break_even_synops_per_synapse(work) == pytest.approx(24.125 * 10 / 78)
+    assert m.breakdown(work.scaled_activity(24.125)).factor == pytest.approx(1.0)
+    # with neuron updates and the first layer charged, the SNN is dearer even without a spike: none
+    assert hand_model().break_even_synops_per_synapse(work) is None
+
+
+def test_low_bit_ann_takes_its_bits_from_the_steps(work):
+    m = hand_model(mac=0.23, add=0.03, ann_act_bits_from_steps=True)
+    # T = 3 steps: ceil(log2 4) = 2-bit activations; the 8-bit mult 0.2 pJ x 2/8 + the add 0.03
+    at3 = m.at_steps(3)
+    assert (at3.act_bits, at3.mac) == (2, pytest.approx(0.2 * 2 / 8 + 0.03))
+    assert (m.at_steps(100).act_bits, m.at_steps(100).mac) == (7, pytest.approx(0.2 * 7 / 8 + 0.03))
+    assert m.breakdown(work).ann.total == at3.breakdown(work).ann.total
+    # 2-bit activations: conv's 16 pixels take 4 B
+    assert {a.kind: a.store_bytes for a in at3.ann_layer_accesses(work.layers[0])}["act_reads"] == 4
+
+
+def test_presets_by_role_takes_third_party_models(work):
+    from effmodel.accounting.reprice import counted_rows, dataflow_range, presets_by_role, reprice
+
+    mine = hand_model(name="my-dataflow", dataflow="ideal-reuse", report_role="dataflow", counts="c", leaves_out="l")
+    models = {"none": hand_model(name="none", report_role="dataflow"), "my-dataflow": mine,
+              "quiet": hand_model(name="quiet")}
+    roles = presets_by_role(models)
+    assert [m.name for m in roles["dataflow"]] == ["none", "my-dataflow"] and "quiet" not in str(roles)
+    lo, hi, per = dataflow_range(work, models=roles["dataflow"])
+    # no ranges: each interval is its factor; 636 / 1444 (ideal) and 1272 / 1444 (no reuse)
+    assert (lo, hi) == (pytest.approx(636 / 1444), pytest.approx(1272 / 1444))
+    assert per["my-dataflow"] == reprice(mine, work)
+    assert counted_rows(models) == [("my-dataflow", "dataflow", "c", "l")]
+
+
+def test_registry_roles_cover_the_report():
+    from effmodel.accounting.reprice import preset_for, presets_by_role
+
+    roles = presets_by_role()
+    assert preset_for("headline").name == "report-14x" and preset_for("fair").name == "fair-45nm-fp32"
+    assert {m.dataflow for m in roles["dataflow"]} == {"no-reuse", "ideal-reuse", "row-stationary"}
+    assert {m.name for m in roles["quantised"]} >= {"quant-45nm-int8-row-stationary"}
