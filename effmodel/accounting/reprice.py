@@ -99,3 +99,41 @@ def counted_rows(models: Mapping[str, CostModel] | None = None) -> list[tuple[st
     models = registered_cost_models() if models is None else models
     return [(m.name, getattr(m, "report_role", ""), m.counts, m.leaves_out) for m in models.values()
             if getattr(m, "counts", "")]
+
+
+def factor_table(results: Iterable[Mapping], layers: Iterable[Mapping],
+                 models: Mapping[str, CostModel] | None = None,
+                 roles: tuple[str, ...] = ("headline", "fair", "dataflow", "quantised")) -> list[dict]:
+    """One row per stored result: its factor under every registered model
+    with one of ``roles``, from its stored layer rows (results stored before
+    fair accounting are left out).  ``results``/``layers``: rows as the store
+    or its CSV exports give them."""
+    import json
+
+    from ..errors import UsageError
+    from ..specs import spec_from_dict
+    from .columns import work_from_layer_rows
+    from .ops import count_network
+
+    by_role = presets_by_role(models)
+    chosen = [m for role in roles for m in by_role.get(role, [])]
+    groups: dict[tuple, list] = {}
+    for r in layers:
+        groups.setdefault((str(r["run_id"]), str(r["model"]), str(r["simulator"])), []).append(r)
+    out = []
+    for r in results:
+        key = (str(r["run_id"]), str(r["model"]), str(r["simulator"]))
+        work = work_from_layer_rows(groups.get(key, []), str(r["model"]))
+        if work is None:
+            continue
+        try:
+            counts = count_network(spec_from_dict(json.loads(r.get("spec_json") or "")))
+        except (UsageError, ValueError, TypeError, KeyError):
+            counts = None
+        row = {"model": key[1], "simulator": key[2], "step": work.steps}
+        for m in chosen:
+            if m.accounting == "ops" and counts is None:
+                continue
+            row[m.name] = reprice(m, work, counts)
+        out.append(row)
+    return out
