@@ -515,3 +515,15 @@ def test_poisson_input_priced_as_input_synops():
     assert b.snn.neuron == 24 * 2
     # the ANN is unchanged: 72 MACs against them
     assert b.ann.input_layer == 72 * 4 + 864
+
+
+def test_layer_rows_as_text_rebuild_the_same_work(work):
+    from effmodel.accounting import layer_columns, work_from_layer_rows
+
+    typed = [v | {"layer": k, "type": l.type, "neurons": l.neurons}
+             for (k, v), l in zip(layer_columns(work).items(), work.layers)]
+    # the csv module gives every value as text: "0" must not read as a first layer
+    text = [{k: str(v) for k, v in r.items()} for r in typed]
+    assert work_from_layer_rows(text, "tiny") == work_from_layer_rows(typed, "tiny")
+    assert [l.first for l in work_from_layer_rows(text, "tiny").layers] == [True, False, False]
+    assert work_from_layer_rows([text[0] | {"ann_effective_ops": ""}] + text[1:]) is None  # an empty cell: not stored

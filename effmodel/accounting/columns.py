@@ -96,7 +96,9 @@ def layer_columns(work: NetworkWork) -> dict[str, dict[str, Any]]:
 
 def work_from_layer_rows(rows: Iterable[Mapping[str, Any]], name: str = "") -> NetworkWork | None:
     """Rebuild a result's :class:`NetworkWork` from its stored layer rows
-    (``None`` for results stored before fair accounting existed)."""
+    (``None`` for results stored before fair accounting existed).  Values may
+    be typed (the store, pandas) or text (the ``csv`` module): ``"0"`` is not
+    a first layer."""
     layers = []
     rows = list(rows)
     if not rows or any(_missing(r.get(c)) for r in rows for c in LAYER_COLUMNS + ("neurons",)):
@@ -107,14 +109,14 @@ def work_from_layer_rows(rows: Iterable[Mapping[str, Any]], name: str = "") -> N
             params=int(r["layer_params"]), neurons=int(r["neurons"]), dense_ops=float(r["ann_dense_ops"]),
             effective_ops=float(r["ann_effective_ops"]), synops=float(r["snn_synops_in"]),
             spikes_in=float(r["snn_spikes_in"]), spikes_out=float(r["snn_spikes_out"]), steps=int(r["cost_step"]),
-            first=bool(r["first_layer"])))
+            first=bool(int(float(r["first_layer"])))))
     if not layers:
         return None
     return NetworkWork(spec_name=name, steps=layers[0].steps, layers=tuple(layers))
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
+    return v is None or v == "" or (isinstance(v, float) and v != v)  # SQLite NULL, csv module, pandas NaN
 
 
 def accuracy_at(result: Any, step: int) -> float:
