@@ -69,7 +69,7 @@ def test_break_even_within_dampfhoffer_range(network):
 def test_largest_mnist_networks_fall_just_below_with_ideal_reuse():
     # LargeCNN1 and DeepCNN1 are convolution-bound: 3.48 M of their 3.53 M synapses sit in four convolutions
     # with 160 to 9,248 weights, each reused at every output position. The ideal-reuse ANN reads each weight
-    # once (its memory falls from 58 to 1 uJ), while the event-driven SNN reads a weight and reads and writes
+    # once (its memory falls from 59 to 2 uJ), while the event-driven SNN reads a weight and reads and writes
     # a membrane per SynOp; so it needs about 0.10 SynOps per synapse, below the published range by a factor
     # 1.4. docs/accounting.md ("Calibration") explains it; the test pins it so that a change is seen.
     for network in ("LargeCNN1", "DeepCNN1"):
