@@ -274,3 +274,20 @@ def test_registry_roles_cover_the_report():
     assert preset_for("headline").name == "report-14x" and preset_for("fair").name == "fair-45nm-fp32"
     assert {m.dataflow for m in roles["dataflow"]} == {"no-reuse", "ideal-reuse", "row-stationary"}
     assert {m.name for m in roles["quantised"]} >= {"quant-45nm-int8-row-stationary"}
+
+
+def test_modelling_range_spans_the_choices(work):
+    from effmodel.accounting.reprice import modelling_range
+
+    m = hand_model(ranges={"dram": [5.0, 20.0]})
+    lo, hi, per = modelling_range(m, work, choices={"dataflow": ("no-reuse", "ideal-reuse")})
+    # only the dataflow varies: DRAM prices the conv weights, read 72 times by the no-reuse ANN and 20 times
+    # by the ideal-reuse one, 72 times by the SNN (test_factor_interval_exact):
+    # no-reuse  (552 + 72 d) / (724 + 72 d): 912 / 1084 at d = 5 ... 1992 / 2164 at d = 20
+    # ideal     (636 - 200 + 20 d) / (724 + 72 d): 536 / 1084 at d = 5 ... 836 / 2164 at d = 20
+    assert set(per) == {("no-reuse",), ("ideal-reuse",)}
+    assert (lo, hi) == (pytest.approx(836 / 2164), pytest.approx(1992 / 2164))
+    # the default choices (3 dataflows x 2 curves x 2 widths) include the model itself
+    lo3, hi3, per3 = modelling_range(m, work)
+    assert len(per3) == 12 and per3[("no-reuse", "steps", False)].factor == m.breakdown(work).factor
+    assert lo3 <= lo and hi3 >= hi

@@ -15,7 +15,9 @@ A third party's preset with one of these roles reaches the report like a
 built-in one.  :func:`reprice` gives one model's factor (with its interval
 over the preset's ``ranges``) and both break-evens for one result's stored
 per-layer work; :func:`dataflow_range` the range across the ``dataflow``
-presets; :func:`counted_rows` the "counts / leaves out" table.
+presets; :func:`modelling_range` the range over modelling choices
+(dataflow, memory curve, access width) for one model; :func:`counted_rows`
+the "counts / leaves out" table.
 """
 
 from __future__ import annotations
@@ -91,6 +93,31 @@ def dataflow_range(work: NetworkWork, counts: NetworkCount | None = None,
     per = {m.name: reprice(m, work, counts) for m in chosen}
     if not per:
         return math.nan, math.nan, per
+    return min(r.low for r in per.values()), max(r.high for r in per.values()), per
+
+
+MODELLING_CHOICES = {
+    "dataflow": ("no-reuse", "row-stationary", "ideal-reuse"),
+    "memory_curve": ("steps", "continuous"),
+    "charge_width": (False, True),
+}
+
+
+def modelling_range(model: CostModel, work: NetworkWork, counts: NetworkCount | None = None,
+                    choices: Mapping[str, tuple] | None = None) -> tuple[float, float, dict[tuple, Repriced]]:
+    """The factor's range over the modelling choices, not only the energies:
+    ``model`` priced under every combination of ``choices`` (by default the
+    ANN's dataflow, the memory curve and whether accesses are charged by
+    width), each with its own interval over ``ranges``.  Returns (lowest low,
+    highest high, per combination)."""
+    from dataclasses import replace
+    from itertools import product
+
+    choices = MODELLING_CHOICES if choices is None else choices
+    keys = list(choices)
+    per = {}
+    for combo in product(*(choices[k] for k in keys)):
+        per[combo] = reprice(replace(model, **dict(zip(keys, combo))), work, counts)
     return min(r.low for r in per.values()), max(r.high for r in per.values()), per
 
 
