@@ -291,3 +291,28 @@ def test_modelling_range_spans_the_choices(work):
     lo3, hi3, per3 = modelling_range(m, work)
     assert len(per3) == 12 and per3[("no-reuse", "steps", False)].factor == m.breakdown(work).factor
     assert lo3 <= lo and hi3 >= hi
+
+
+def test_factor_table_from_csv_exports(work, tmp_path, capsys):
+    import csv
+
+    from effmodel.accounting import layer_columns
+    from effmodel.accounting.reprice import factor_table, main, markdown_table
+
+    rows = [v | {"run_id": "r1", "model": "tiny", "simulator": "sim", "layer": k, "type": l.type, "neurons": l.neurons}
+            for (k, v), l in zip(layer_columns(work).items(), work.layers)]
+    with (tmp_path / "layers.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (tmp_path / "results.csv").write_text("run_id,model,simulator,spec_json\nr1,tiny,sim,\n")
+    with (tmp_path / "results.csv").open() as f:
+        results = list(csv.DictReader(f))
+    with (tmp_path / "layers.csv").open() as f:
+        layers = list(csv.DictReader(f))
+    models = {"h": hand_model(name="h", report_role="fair"), "q": hand_model(name="q")}
+    (row,) = factor_table(results, layers, models)
+    # the hand model's factor on the tiny network: 1272 / 1444 (test_costs_by_hand); no role, no column
+    assert row["h"].factor == pytest.approx(1272 / 1444) and "q" not in row and row["step"] == 3
+    assert "| tiny | sim | 3 | 0.881 |" in markdown_table([row])
+    assert main([str(tmp_path / "missing")]) == 2 and "results.csv not found" in capsys.readouterr().err

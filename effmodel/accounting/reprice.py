@@ -164,3 +164,49 @@ def factor_table(results: Iterable[Mapping], layers: Iterable[Mapping],
             row[m.name] = reprice(m, work, counts)
         out.append(row)
     return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """``factor_table`` rows as a markdown table: factor [interval] per model,
+    and the break-even in SynOps per synapse where there is one."""
+    names = list(dict.fromkeys(k for r in rows for k in r if k not in ("model", "simulator", "step")))
+    lines = ["| model | sim | step | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+
+    def cell(r: Repriced | None) -> str:
+        if r is None:
+            return "-"
+        same = abs(r.high - r.low) <= 1e-9 * max(abs(r.factor), 1)
+        text = f"{r.factor:.3g}" if same else f"{r.factor:.3g} [{r.low:.3g}, {r.high:.3g}]"
+        be = r.break_even_synops_per_synapse
+        return text + (f"; b-e {be:.2g}/syn" if be is not None else "")
+
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['simulator']} | {r['step']} | "
+                     + " | ".join(cell(r.get(n)) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m effmodel.accounting.reprice DIR...``: the factor table of the
+    results in each output folder, read from its CSV exports only (safe on a
+    folder a campaign is still writing)."""
+    import csv
+    import sys
+    from pathlib import Path
+
+    dirs = (sys.argv[1:] if argv is None else argv) or ["."]
+    results, layers = [], []
+    for d in map(Path, dirs):
+        for name, into in (("results.csv", results), ("layers.csv", layers)):
+            path = d / name
+            if not path.is_file():
+                print(f"error: {path} not found (export the store first)", file=sys.stderr)
+                return 2
+            with path.open(newline="") as f:
+                into.extend(csv.DictReader(f))
+    print(markdown_table(factor_table(results, layers)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
