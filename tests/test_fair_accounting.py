@@ -330,6 +330,10 @@ def tiny_run(data_dir, tmp_path_factory):
         settings = RunSettings(simulator="norse", output=out, data_dir=data_dir, num_test=40, duration=30, batch_size=20,
                                cost_model="fair-45nm-fp32", cost_point=point, delta=0.05, record_layers=False)
         runs[point] = compute_item(spec, settings, f"run-{point}", family="test", network=network)
+    # a second-pass preset as the run's cost model: the pipeline prices through the same policies
+    settings = RunSettings(simulator="norse", output=out, data_dir=data_dir, num_test=40, duration=30, batch_size=20,
+                           cost_model="quant-45nm-lowbit-row-stationary", cost_point="settle", record_layers=False)
+    runs["lowbit"] = compute_item(spec, settings, "run-lowbit", family="test", network=network)
     return spec, runs
 
 
@@ -527,3 +531,25 @@ def test_layer_rows_as_text_rebuild_the_same_work(work):
     assert work_from_layer_rows(text, "tiny") == work_from_layer_rows(typed, "tiny")
     assert [l.first for l in work_from_layer_rows(text, "tiny").layers] == [True, False, False]
     assert work_from_layer_rows([text[0] | {"ann_effective_ops": ""}] + text[1:]) is None  # an empty cell: not stored
+
+
+def test_run_under_a_second_pass_preset(tiny_run):
+    from effmodel.accounting import work_from_layer_rows
+
+    _, runs = tiny_run
+    item = runs["lowbit"]
+    row = item.row
+    work = work_from_layer_rows(item.layers)
+    model = registered()["quant-45nm-lowbit-row-stationary"]
+    # the stored headline is the preset's own total, priced again from the stored layer rows
+    assert row["factor"] == pytest.approx(model.breakdown(work).factor)
+    # the low-bit ANN took its activation width from the cost step: ceil(log2(step + 1)) bits
+    bits = model.at_steps(row["threshold_step"]).act_bits
+    assert 2 ** (bits - 1) <= row["threshold_step"] < 2 ** bits
+    # row-stationary: every tap's partial sum is read and written in a register file
+    assert row["ann_psum_reads"] == row["ann_psum_writes"] == pytest.approx(
+        sum(r["ann_dense_ops"] for r in item.layers))
+    # address events: one routing look-up per arriving spike
+    assert row["snn_route_reads"] == pytest.approx(sum(r["snn_spikes_in"] for r in item.layers))
+    be = row["break_even_synops_per_synapse"]
+    assert be is None or be > 0
