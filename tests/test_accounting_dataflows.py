@@ -114,6 +114,10 @@ def test_unknown_policies_name_the_model():
         hand_model(memory_curve="cubic")
     with pytest.raises(UsageError, match="spike_events"):
         hand_model(spike_events="morse")
+    with pytest.raises(UsageError, match="'hand'.*row-stationary needs pe_count, rf_bytes and glb_bytes above 0"):
+        hand_model(dataflow="row-stationary", rf_bytes=0)
+    with pytest.raises(UsageError, match="access_bits"):
+        hand_model(access_bits=0)
 
 
 def _mid_work(rate: float):

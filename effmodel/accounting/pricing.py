@@ -111,6 +111,10 @@ class CostModel:
             if getattr(self, key) not in choices:
                 raise UsageError(f"cost model {self.name!r}: {key} must be one of {', '.join(choices)}, "
                                  f"got {getattr(self, key)!r}")
+        if self.dataflow == "row-stationary" and min(self.pe_count, self.rf_bytes, self.glb_bytes) <= 0:
+            raise UsageError(f"cost model {self.name!r}: row-stationary needs pe_count, rf_bytes and glb_bytes above 0")
+        if self.access_bits <= 0:
+            raise UsageError(f"cost model {self.name!r}: access_bits must be above 0, got {self.access_bits!r}")
         for key, (lo, hi) in self.ranges.items():
             if key not in RANGE_FIELDS:
                 raise UsageError(f"cost model {self.name!r}: ranges.{key} is not an energy field ({', '.join(RANGE_FIELDS)})")
