@@ -553,3 +553,14 @@ def test_run_under_a_second_pass_preset(tiny_run):
     assert row["snn_route_reads"] == pytest.approx(sum(r["snn_spikes_in"] for r in item.layers))
     be = row["break_even_synops_per_synapse"]
     assert be is None or be > 0
+
+
+def test_cost_models_command_lists_the_second_pass_presets(run_effmodel):
+    out = run_effmodel("cost-models")
+    assert out.returncode == 0, out.stderr
+    heads = {l.split()[0]: l for l in out.stdout.splitlines() if l and not l.startswith(" ")}
+    for name, source in (("dataflow-45nm-fp32-no-reuse", "Horowitz"), ("dataflow-45nm-fp32-ideal-reuse", "Dampfhoffer"),
+                         ("dataflow-45nm-fp32-row-stationary", "Eyeriss"), ("quant-45nm-int8-row-stationary", "Horowitz"),
+                         ("quant-45nm-lowbit-row-stationary", "arXiv:2409.08290")):
+        assert source in heads[name], name
+    assert "8-bit int mult 0.2 pJ" in out.stdout
