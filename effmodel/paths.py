@@ -6,10 +6,12 @@ install (read through :mod:`importlib.resources`):
 
 - ``effmodel_reference/data/architectures/*.toml`` and ``table2.csv``
   (distribution ``effmodel-reference``);
-- ``effmodel_costs/data/cost_models.toml`` (distribution ``effmodel-costs``).
+- cost models reach the core only through the plugin registry; the
+  ``effmodel-costs`` plugin keeps its presets in its own package data.
 
-``EFFMODEL_REFERENCE_DIR`` overrides all three with one folder laid out as
-``architectures/``, ``table2.csv`` and ``cost_models.toml``.
+``EFFMODEL_REFERENCE_DIR`` overrides all of them with one folder laid out as
+``architectures/``, ``table2.csv`` and ``cost_models.toml`` (the last read by
+the ``effmodel-costs`` plugin).
 """
 
 from __future__ import annotations
@@ -63,9 +65,17 @@ def table2_csv() -> Path:
 
 
 def cost_models_toml() -> Path:
-    """The cost-model presets."""
-    override = _override()
-    return override / "cost_models.toml" if override else _package_data("effmodel_costs", "effmodel-costs") / "cost_models.toml"
+    """Deprecated: the costs plugin's presets file (``effmodel_costs.presets_path``).
+
+    The core reads cost models only through the plugin registry
+    (``effmodel.plugins.get_cost_models()``, grouped by role with
+    :func:`effmodel.accounting.reprice.presets_by_role`); this stays for code
+    written before that and will go."""
+    try:
+        from effmodel_costs import presets_path
+    except ModuleNotFoundError:
+        raise UsageError("the cost-model presets need the effmodel-costs distribution, which is not installed") from None
+    return presets_path()
 
 
 def cache_dir(option: str | Path | None = None) -> Path:

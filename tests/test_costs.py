@@ -9,13 +9,15 @@ import pytest
 from effmodel.costs import CostModel, load_cost_models
 from effmodel.counting import LayerCount, NetworkCount, count_network
 from effmodel.errors import UsageError
-from effmodel.paths import architectures_dir, cost_models_toml
+from effmodel.paths import architectures_dir
 from effmodel.specs import load_spec_file
 
 
 @pytest.fixture(scope="module")
 def presets():
-    return {m.name: m for m in load_cost_models(cost_models_toml())}
+    from effmodel.plugins import get_cost_models
+
+    return dict(get_cost_models())
 
 
 @pytest.fixture(scope="module")

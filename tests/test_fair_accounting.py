@@ -16,14 +16,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from effmodel.costs import CostModel, load_cost_models
+from effmodel.costs import CostModel
 from effmodel.counting import (AccessCounts, ann_accesses, ann_effective_ops, count_network, network_work,
                                snn_accesses)
 from effmodel.errors import UsageError
-from effmodel.paths import cost_models_toml
 from effmodel.simulation import LayerWeights
 from effmodel.specs import ArchitectureSpec, LayerSpec
 from effmodel.threshold import cost_point_step, iso_accuracy_step
+
+
+def registered() -> dict[str, CostModel]:
+    """The presets as the core sees them: through the plugin registry."""
+    from effmodel.plugins import get_cost_models
+
+    return dict(get_cost_models())
 
 
 def tiny_spec() -> ArchitectureSpec:
@@ -85,8 +91,10 @@ def test_layer_work_by_hand(work):
     # out: 2 inputs, 2*3 + 3 = 9 params, 3 neurons, 6 MACs; SynOps in = 3+3+0, spikes in 1+1+0, out 0+1+1
     assert (out.inputs, out.params, out.neurons, out.dense_ops, out.effective_ops) == (2, 9, 3, 6, 3)
     assert (out.synops, out.spikes_in, out.spikes_out) == (6, 2, 2)
-    # neuron updates: (8 + 2 + 3) neurons x 3 steps; ANN activations: conv and dense outputs 8 + 3
-    assert work.snn_neuron_updates == 39
+    # neuron updates: (8 + 3) neurons x 3 steps (the 2 max-pooling units have no membrane);
+    # ANN activations: conv and dense outputs 8 + 3
+    assert (conv.snn_neuron_updates, pool.snn_neuron_updates, out.snn_neuron_updates) == (24, 0, 9)
+    assert work.snn_neuron_updates == 33
     assert work.ann_neuron_activations == 11
     assert work.input_macs_per_step == 72
 
@@ -111,8 +119,9 @@ def test_snn_accesses_by_hand(work):
     assert snn_accesses(conv, "every-step") == AccessCounts(weight_reads=216, act_reads=216, membrane_reads=24,
                                                             membrane_writes=24, spike_writes=4)
     assert snn_accesses(conv, "excluded") == AccessCounts(membrane_reads=24, membrane_writes=24, spike_writes=4)
-    # pool: 4 SynOps + 2 x 3 updates read and write the membrane; no weights; 4 spikes read, 2 written
-    assert snn_accesses(pool) == AccessCounts(membrane_reads=10, membrane_writes=10, spike_reads=4, spike_writes=2)
+    # pool: a max pool has no membrane (its SynOps are gated, not integrated) and no weights:
+    # only its 4 spikes read and 2 written
+    assert snn_accesses(pool) == AccessCounts(spike_reads=4, spike_writes=2)
     # out: 6 SynOps read 6 weights; 6 + 3 x 3 = 15 membrane reads and writes
     assert snn_accesses(out) == AccessCounts(weight_reads=6, membrane_reads=15, membrane_writes=15, spike_reads=2,
                                              spike_writes=2)
@@ -143,13 +152,13 @@ def test_costs_by_hand(work):
     assert b.ann.total == 1272
     # SNN. conv: input layer as the ANN's 1152 (once); membrane (48 + 32) x 2 + 4 spike writes x 1 = 164;
     #   24 updates x 2 = 48
-    # pool: 4 SynOps x 1; (10 + 10) x 1 + 4 + 2 = 26; 6 updates x 2 = 12
+    # pool (max pool, no membrane): 4 SynOps x add 1; 4 spike reads + 2 writes x 1 = 6; no updates
     # out: 6 SynOps x 1; 6 weight reads x 2 + (15 + 15) x 1 + 2 + 2 = 46; 9 updates x 2 = 18
-    assert (b.snn.arithmetic, b.snn.memory, b.snn.neuron, b.snn.input_layer) == (10, 236, 78, 1152)
-    assert b.factor == pytest.approx(1272 / 1476)
+    assert (b.snn.arithmetic, b.snn.memory, b.snn.neuron, b.snn.input_layer) == (10, 216, 66, 1152)
+    assert b.factor == pytest.approx(1272 / 1444)
     # per layer: arithmetic vs memory
     assert [(l.name, l.ann.memory + l.ann.input_layer, l.snn.memory) for l in b.layers] == [
-        ("conv", 16 + 1152, 164), ("pool", 18, 26), ("out", 21, 46)]
+        ("conv", 16 + 1152, 164), ("pool", 18, 6), ("out", 21, 46)]
 
 
 def test_zero_skipping_and_policies_by_hand(work):
@@ -157,21 +166,21 @@ def test_zero_skipping_and_policies_by_hand(work):
     # ANN: conv 4 MACs: 16 + 40 + 8 = 64 input layer, 16 writes, 24 activations;
     #   pool 2 taps: 2 + (2 x 2 + 2); out 3 MACs: 12 + (3 x 2 + 3 x 1 + 3) + 9
     assert zs.ann.total == 64 + 16 + 24 + 2 + 6 + 12 + 12 + 9 == 145
-    # SNN: first layer's 4 input MACs once: 64; everything else as before (164 + 48 + 42 + 70)
-    assert zs.snn.total == 64 + 164 + 48 + 42 + 70 == 388
+    # SNN: first layer's 4 input MACs once: 64; everything else as before (164 + 48 + 10 + 70)
+    assert zs.snn.total == 64 + 164 + 48 + 10 + 70 == 356
     excl = hand_model(first_layer="excluded").breakdown(work)
     # no input layer; conv membrane 24 + 24 -> 48 x 2 + 4 = 100
-    assert excl.snn.input_layer == 0 and excl.snn.total == 100 + 48 + 42 + 70
+    assert excl.snn.input_layer == 0 and excl.snn.total == 100 + 48 + 10 + 70
     every = hand_model(first_layer="every-step").breakdown(work)
-    assert every.snn.input_layer == 3 * 1152 and every.snn.total == 3456 + 100 + 48 + 42 + 70
+    assert every.snn.input_layer == 3 * 1152 and every.snn.total == 3456 + 100 + 48 + 10 + 70
 
 
 def test_break_even_by_hand(work):
     m = hand_model()
-    # ANN = 960 + 78 mac (72 + 6 MACs), SNN = 1188 + 72 mac (the first layer's 72 MACs once):
-    # equal at mac = 228 / 6 = 38, i.e. 38 SynOp energies
-    assert m.break_even_ratio(work) == pytest.approx(38.0)
-    at = hand_model(mac=38.0).breakdown(work)
+    # ANN = 960 + 78 mac (72 + 6 MACs), SNN = 1156 + 72 mac (the first layer's 72 MACs once):
+    # equal at mac = 196 / 6, i.e. 32.67 SynOp energies
+    assert m.break_even_ratio(work) == pytest.approx(196 / 6)
+    at = hand_model(mac=196 / 6).breakdown(work)
     assert at.factor == pytest.approx(1.0)
     # every step: the SNN pays 216 MACs, more than the ANN's 78: no ratio balances them
     assert hand_model(first_layer="every-step").break_even_ratio(work) is None
@@ -181,8 +190,8 @@ def test_factor_interval_exact(work):
     m = hand_model(ranges={"dram": [5.0, 20.0]})
     lo, hi = m.factor_interval(work)
     # DRAM prices only the conv weights, read 72 times on both sides:
-    # ANN = 552 + 72 d, SNN = 756 + 72 d
-    assert (lo, hi) == (pytest.approx(912 / 1116), pytest.approx(1992 / 2196))
+    # ANN = 552 + 72 d, SNN = 724 + 72 d
+    assert (lo, hi) == (pytest.approx(912 / 1084), pytest.approx(1992 / 2164))
     # two intervals at once against a brute-force grid (the grid's corners are the box's corners)
     m2 = hand_model(ranges={"dram": [5.0, 20.0], "mac": [1.0, 50.0], "synop": [0.5, 2.0]})
     lo2, hi2 = m2.factor_interval(work)
@@ -208,7 +217,7 @@ def test_ops_models_unchanged(work):
 
 
 def test_fair_presets_cite_every_number():
-    models = {m.name: m for m in load_cost_models(cost_models_toml())}
+    models = registered()
     for name in ("fair-45nm-fp32", "fair-45nm-fp32-zs"):
         m = models[name]
         assert m.accounting == "access" and m.unit == "pJ" and "same-node" in m.comparison
@@ -321,6 +330,10 @@ def tiny_run(data_dir, tmp_path_factory):
         settings = RunSettings(simulator="norse", output=out, data_dir=data_dir, num_test=40, duration=30, batch_size=20,
                                cost_model="fair-45nm-fp32", cost_point=point, delta=0.05, record_layers=False)
         runs[point] = compute_item(spec, settings, f"run-{point}", family="test", network=network)
+    # a second-pass preset as the run's cost model: the pipeline prices through the same policies
+    settings = RunSettings(simulator="norse", output=out, data_dir=data_dir, num_test=40, duration=30, batch_size=20,
+                           cost_model="quant-45nm-lowbit-row-stationary", cost_point="settle", record_layers=False)
+    runs["lowbit"] = compute_item(spec, settings, "run-lowbit", family="test", network=network)
     return spec, runs
 
 
@@ -329,8 +342,8 @@ def test_run_stores_consistent_fair_columns(tiny_run):
     item = runs["settle"]
     row, layers = item.row, {r["layer"]: r for r in item.layers}
     step = row["threshold_step"]
-    # neuron updates: (14x14x4 conv + 7x7x4 pool + 10 out) neurons x the cost step
-    assert row["snn_neuron_updates"] == (784 + 196 + 10) * step
+    # neuron updates: (14x14x4 conv + 10 out) neurons x the cost step (the max pool's units have no membrane)
+    assert row["snn_neuron_updates"] == (784 + 10) * step
     assert row["ann_neuron_activations"] == 784 + 10
     assert row["snn_input_macs"] == count_network(spec).layers[0].synapses
     # the SynOps attributed to receiving layers add up to the simulator's own cumulative count at that step
@@ -349,7 +362,7 @@ def test_run_stores_consistent_fair_columns(tiny_run):
     from effmodel.accounting import work_from_layer_rows
 
     work = work_from_layer_rows(item.layers)
-    models = {m.name: m for m in load_cost_models(cost_models_toml())}
+    models = registered()
     assert models["fair-45nm-fp32"].breakdown(work).factor == pytest.approx(row["factor"])
     assert models["fair-45nm-fp32-zs"].breakdown(work).ann.total < row["total_costs"]
 
@@ -436,3 +449,118 @@ def test_verdicts_by_cost_fit_each_factor_column_separately():
     assert v["f_size"]["fake"].startswith("size dominates")
     assert v["missing"] == {}
     assert stats.verdicts_by_cost(df.head(3), ["f_depth"])["f_depth"]["fake"].startswith("not fitted")
+
+
+# --- a hand cost model whose energies all differ (issue 22) ------------------------------
+# With add = synop = 1 a break-even multiplied by synop instead of divided, pooling priced at
+# synop instead of add, or effective MACs that count pooling taps all pass; here they cannot.
+
+
+def distinct_model(**kw) -> CostModel:
+    return hand_model(**({"mac": 4.0, "add": 0.25, "synop": 0.5} | kw))
+
+
+def test_distinct_energies_pooling_at_add(work):
+    b = distinct_model().breakdown(work)
+    conv, pool, out = b.layers
+    # ANN pool: 8 taps x add 0.25 = 2 (at synop it would be 4); out: 6 MACs x 4 = 24
+    assert pool.ann.arithmetic == 2 and out.ann.arithmetic == 24
+    # SNN pool (max pool, no membrane): 4 SynOps x add 0.25 = 1; out: 6 SynOps x synop 0.5 = 3
+    assert pool.snn.arithmetic == 1 and out.snn.arithmetic == 3
+    # totals: ANN = 78 x 4 + 954 = 1266 (memory and activations as in test_costs_by_hand:
+    # 864 + 16 + 24 + 18 + 21 + 9 = 952, pooling 2); SNN = 72 x 4 + 1150 = 1438
+    # (864 + 164 + 48 + 6 + 46 + 18 = 1146, SynOps 1 + 3)
+    assert b.ann.total == 78 * 4 + 954 and b.snn.total == 72 * 4 + 1150
+
+
+def test_distinct_energies_break_even_by_hand(work):
+    m = distinct_model()
+    # ANN = 954 + 78 mac, SNN = 1150 + 72 mac: equal at mac = 196 / 6 = 32.67 pJ, which is
+    # 32.67 / synop 0.5 = 65.3 SynOp energies
+    ratio = m.break_even_ratio(work)
+    assert ratio == pytest.approx(196 / 6 / 0.5)
+    assert distinct_model(mac=ratio * 0.5).breakdown(work).factor == pytest.approx(1.0)
+    # the report's rule: F/2 x mac + F/2 x add = S x synop with F = 156 exact FLOPs, S = 10 SynOps:
+    # mac = (10 x 0.5 - 78 x 0.25) / 78, ratio = mac / 0.5
+    counts = count_network(tiny_spec())
+    r = CostModel(name="r", mac=14.0, add=0.25, synop=0.5, ann_convention="half-flops")
+    be = r.break_even_ratio(work, counts)
+    assert be == pytest.approx((10 * 0.5 - 78 * 0.25) / 78 / 0.5)
+    assert CostModel(name="r", mac=be * 0.5, add=0.25, synop=0.5,
+                     ann_convention="half-flops").breakdown(work, counts).factor == pytest.approx(1.0)
+
+
+def test_effective_macs_column_leaves_out_pooling_taps(work):
+    from effmodel.accounting import result_columns
+
+    row = result_columns(work, distinct_model(), count_network(tiny_spec()), cost_point="settle", delta=0.0,
+                         reached=True, accuracy_at_step=1.0)
+    # conv 4 + out 3 nonzero-input MACs; the pool's 2 nonzero taps are comparisons, not MACs
+    assert row["ann_effective_macs"] == 7
+    # the max pool's units are not neurons: (8 + 3) x 3 updates
+    assert row["snn_neuron_updates"] == 33
+
+
+def test_poisson_input_priced_as_input_synops():
+    # the tiny network with Poisson input: 2 input spikes up to step 3 (series [1, 1, 0, 5]) that
+    # deliver 18 SynOps to the conv layer (made-up series [9, 9, 0, 45])
+    spec = tiny_spec()
+    w = network_work(spec, STEP, 1, SYNOPS | {"input": np.array([9, 9, 0, 45])},
+                     SPIKES | {"input": np.array([1, 1, 0, 5])})
+    conv = w.layers[0]
+    assert (conv.synops, conv.spikes_in, conv.spiking_input) == (18, 2, True)
+    assert conv.snn_input_macs("once") == 0  # no analog MACs: the input is events
+    b = distinct_model().breakdown(w).layers[0]
+    # SNN conv: 18 SynOps x 0.5 = 9 and their 18 weight reads x 10 (80 B of weights: DRAM) = 180,
+    # both in the input layer; membrane: (18 SynOps + 24 updates) reads and writes x 2 (32 B) = 168,
+    # 2 input spikes read x 1 (2 B bitmap), 4 spikes written x 1: memory 174; no stored current
+    assert b.snn.input_layer == 9 + 180
+    assert b.snn.memory == 168 + 2 + 4
+    assert b.snn.neuron == 24 * 2
+    # the ANN is unchanged: 72 MACs against them
+    assert b.ann.input_layer == 72 * 4 + 864
+
+
+def test_layer_rows_as_text_rebuild_the_same_work(work):
+    from effmodel.accounting import layer_columns, work_from_layer_rows
+
+    typed = [v | {"layer": k, "type": l.type, "neurons": l.neurons}
+             for (k, v), l in zip(layer_columns(work).items(), work.layers)]
+    # the csv module gives every value as text: "0" must not read as a first layer
+    text = [{k: str(v) for k, v in r.items()} for r in typed]
+    assert work_from_layer_rows(text, "tiny") == work_from_layer_rows(typed, "tiny")
+    assert [l.first for l in work_from_layer_rows(text, "tiny").layers] == [True, False, False]
+    assert work_from_layer_rows([text[0] | {"ann_effective_ops": ""}] + text[1:]) is None  # an empty cell: not stored
+
+
+def test_run_under_a_second_pass_preset(tiny_run):
+    from effmodel.accounting import work_from_layer_rows
+
+    _, runs = tiny_run
+    item = runs["lowbit"]
+    row = item.row
+    work = work_from_layer_rows(item.layers)
+    model = registered()["quant-45nm-lowbit-row-stationary"]
+    # the stored headline is the preset's own total, priced again from the stored layer rows
+    assert row["factor"] == pytest.approx(model.breakdown(work).factor)
+    # the low-bit ANN took its activation width from the cost step: ceil(log2(step + 1)) bits
+    bits = model.at_steps(row["threshold_step"]).act_bits
+    assert 2 ** (bits - 1) <= row["threshold_step"] < 2 ** bits
+    # row-stationary: every tap's partial sum is read and written in a register file
+    assert row["ann_psum_reads"] == row["ann_psum_writes"] == pytest.approx(
+        sum(r["ann_dense_ops"] for r in item.layers))
+    # address events: one routing look-up per arriving spike
+    assert row["snn_route_reads"] == pytest.approx(sum(r["snn_spikes_in"] for r in item.layers))
+    be = row["break_even_synops_per_synapse"]
+    assert be is None or be > 0
+
+
+def test_cost_models_command_lists_the_second_pass_presets(run_effmodel):
+    out = run_effmodel("cost-models")
+    assert out.returncode == 0, out.stderr
+    heads = {l.split()[0]: l for l in out.stdout.splitlines() if l and not l.startswith(" ")}
+    for name, source in (("dataflow-45nm-fp32-no-reuse", "Horowitz"), ("dataflow-45nm-fp32-ideal-reuse", "Dampfhoffer"),
+                         ("dataflow-45nm-fp32-row-stationary", "Eyeriss"), ("quant-45nm-int8-row-stationary", "Horowitz"),
+                         ("quant-45nm-lowbit-row-stationary", "arXiv:2409.08290")):
+        assert source in heads[name], name
+    assert "8-bit int mult 0.2 pJ" in out.stdout

@@ -54,3 +54,27 @@ def test_module_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_second_pass_presets_declare_role_and_citations(only_costs):
+    models = only_costs.get_cost_models()
+    if not models:
+        pytest.skip("effmodel-costs is not installed: pip install -e plugins/effmodel-costs --no-deps")
+    dataflows = [m for m in models.values() if m.report_role == "dataflow"]
+    assert {m.dataflow for m in dataflows} == {"no-reuse", "ideal-reuse", "row-stationary"}
+    # the three differ only in the ANN's dataflow (and its buffer sizes), so their range is the dataflow's alone
+    def rest(m):
+        return {k: v for k, v in vars(m).items() if k not in ("name", "dataflow", "description", "citation", "counts",
+                                                            "leaves_out", "citations")}
+    assert rest(dataflows[0]) == rest(dataflows[1]) == rest(dataflows[2])
+    for m in models.values():
+        if m.accounting == "access":
+            assert m.report_role and m.counts and m.leaves_out, m.name
+    int8 = models["quant-45nm-int8-row-stationary"]
+    # Horowitz 45 nm: 8-bit mult 0.2 + add 0.03 pJ; SNN: 8-bit weights, 16-bit membranes
+    assert (int8.mac, int8.add, int8.weight_bits, int8.act_bits, int8.membrane_bits) == (0.23, 0.03, 8, 8, 16)
+    assert "8-bit int mult 0.2 pJ" in int8.citations["mac"]
+    rs = models["dataflow-45nm-fp32-row-stationary"]
+    assert (rs.pe_count, rs.rf_bytes, rs.glb_bytes) == (168, 512, 108 * 1024) and "Eyeriss" in rs.citation
+    assert models["quant-45nm-lowbit-row-stationary"].ann_act_bits_from_steps
+    assert models["report-14x"].report_role == "headline" and models["fair-45nm-fp32"].report_role == "fair"
