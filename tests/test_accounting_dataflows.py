@@ -27,13 +27,10 @@ SYNOPS = {"conv": np.array([2, 1, 1, 5]), "pool": np.array([3, 3, 0, 27]), "out"
 
 
 def tiny_spec() -> ArchitectureSpec:
-    return ArchitectureSpec(
-        name="tiny", dataset="mnist", input_shape=(4, 4, 1),
-        layers=(LayerSpec(type="conv2d", name="conv", filters=2, kernel=3),
-                LayerSpec(type="maxpool", name="pool", pool=2),
-                LayerSpec(type="flatten", name="flat"),
-                LayerSpec(type="dense", name="out", units=3, activation="softmax")),
-    )
+    """The hand-worked network of tests/test_fair_accounting.py (conv 3x3 -> max pool 2 -> dense 3 on 4x4x1)."""
+    from tests.test_fair_accounting import tiny_spec as hand_worked
+
+    return hand_worked()
 
 
 @pytest.fixture(scope="module")
