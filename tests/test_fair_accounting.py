@@ -334,6 +334,7 @@ def tiny_run(data_dir, tmp_path_factory):
     settings = RunSettings(simulator="norse", output=out, data_dir=data_dir, num_test=40, duration=30, batch_size=20,
                            cost_model="quant-45nm-lowbit-row-stationary", cost_point="settle", record_layers=False)
     runs["lowbit"] = compute_item(spec, settings, "run-lowbit", family="test", network=network)
+    runs["network"] = network  # for tests that run it again under another preset
     return spec, runs
 
 
@@ -564,3 +565,37 @@ def test_cost_models_command_lists_the_second_pass_presets(run_effmodel):
                          ("quant-45nm-lowbit-row-stationary", "arXiv:2409.08290")):
         assert source in heads[name], name
     assert "8-bit int mult 0.2 pJ" in out.stdout
+
+
+def test_report_shows_the_dataflow_range_and_both_break_evens(tiny_run, data_dir, tmp_path):
+    """The dataflow section reprices a stored result under every registered
+    'dataflow' preset; its row-stationary cell equals a fresh run priced by
+    that preset (another code path: the run's own result columns)."""
+    from effmodel.accounting.reprice import presets_by_role
+    from effmodel.analysis.report import build
+    from effmodel.pipeline import RunSettings, compute_item
+    from effmodel.store import Store
+
+    _, runs = tiny_run
+    network, item = runs["network"], runs["settle"]
+    preset = "dataflow-45nm-fp32-row-stationary"
+    settings = RunSettings(simulator="norse", output=tmp_path / "fresh", data_dir=data_dir, num_test=40, duration=30,
+                           batch_size=20, cost_model=preset, record_layers=False)
+    fresh = compute_item(network.spec, settings, "fresh", family="test", network=network)
+    with Store(tmp_path) as store:
+        store.start_run("test", {})
+        store.write_result(item.row, item.timesteps, item.layers)
+    doc = build(tmp_path)
+    (sec,) = [s for s in doc.sections if s.title == "Fair accounting across ANN dataflows"]
+    table = next(b for b in sec.blocks if hasattr(b, "head") and "range across dataflows" in b.head)
+    names = [m.name for m in presets_by_role()["dataflow"]]
+    assert table.head[2:2 + len(names)] == names and len(names) == 3
+    (row,) = table.rows
+    cell = dict(zip(table.head, row))
+    assert float(cell[preset].split()[0]) == pytest.approx(fresh.row["factor"], rel=5e-3)  # printed to 3 digits
+    low, high = (float(v) for v in cell["range across dataflows"].split(" - "))
+    for name in names:
+        assert low * (1 - 5e-3) <= float(cell[name].split()[0]) <= high * (1 + 5e-3)
+    assert float(cell["break-even MAC:SynOp"]) == pytest.approx(fresh.row["break_even_ratio"], rel=5e-3)
+    be = fresh.row.get("break_even_synops_per_synapse")
+    assert cell["break-even SynOps/synapse"] == ("-" if be is None else f"{be:.2g}")

@@ -25,6 +25,7 @@ SECTIONS = (
     "mechanism:mechanism_contribution",
     "table2:table2_contribution",
     "fair:fair_contribution",
+    "dataflows:dataflow_contribution",
     "figures:accuracy_cost_contribution",
     "figures:seed_spread_contribution",
     "figures:series_contribution",
