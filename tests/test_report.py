@@ -286,3 +286,35 @@ def test_bootstrap_option(tmp_path, capsys):
     assert main(["report", "--input", str(d), "--bootstrap", "300", "--seed", "3", "--format", "md",
                  "--output", str(tmp_path / "rep")]) == 0
     assert "300 replicates, seed 3" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_provenance_shows_wall_time_per_phase(tmp_path):
+    """Phase times by simulator and machine: training counted once per model
+    (two results of one model share its training), the other phases summed."""
+    from effmodel.analysis.report import build
+
+    rng = np.random.default_rng(1)
+    specs = {s.name: s for s in load_spec_dir(architectures_dir())}
+    phases = [("SmallCNN1", "norse", 100.0, 2.0, 30.0, 4.0), ("SmallCNN1", "inisim", 100.0, 3.0, 70.0, 5.0),
+              ("DeepCNN1", "norse", 300.0, 6.0, 90.0, 8.0)]
+    with Store(tmp_path) as store:
+        run = store.start_run("test", {})
+        for name, sim, train, convert, simulate, count in phases:
+            row, steps, layers = _result(specs[name], "reference", run, 0, rng, simulator=sim)
+            row = dict(row) | {"train_seconds": train, "convert_seconds": convert, "simulate_seconds": simulate,
+                               "count_seconds": count, "machine": "Test CPU, 2 cores"}
+            store.write_result(row, steps, layers)
+        # SmallCNN1 in norse again, another item (say, more test images) of the same trained model
+        run2 = store.start_run("test 2", {})
+        row, steps, layers = _result(specs["SmallCNN1"], "reference", run2, 0, rng, simulator="norse")
+        row = dict(row) | {"item_key": "another-item", "train_seconds": 100.0, "convert_seconds": 1.0,
+                           "simulate_seconds": 10.0, "count_seconds": 1.0, "machine": "Test CPU, 2 cores"}
+        store.write_result(row, [dict(r, run_id=run2) for r in steps], [dict(r, run_id=run2) for r in layers])
+    doc = build(tmp_path)
+    (sec,) = [s for s in doc.sections if s.title == "Provenance: commands and settings"]
+    table = next(b for b in sec.blocks if hasattr(b, "head") and "train s (per model)" in b.head)
+    got = {r[0]: dict(zip(table.head, r)) for r in table.rows}
+    assert got["norse"]["machine"] == "Test CPU, 2 cores" and got["norse"]["results with phase times"] == "3"
+    assert got["norse"]["train s (per model)"] == "400" and got["inisim"]["train s (per model)"] == "100"
+    assert (got["norse"]["convert s"], got["norse"]["simulate s"], got["norse"]["count s"]) == ("9", "130", "13")
+    assert (got["inisim"]["convert s"], got["inisim"]["simulate s"], got["inisim"]["count s"]) == ("3", "70", "5")

@@ -123,6 +123,25 @@ def provenance_contribution(ctx: "Context") -> Contribution:
         sec.blocks.append(Table(["simulator", "results", "wall seconds (sum)", "median per result"],
                                 [[str(r["simulator"]), str(int(r["count"])), f"{r['sum']:.0f}", f"{r['median']:.1f}"]
                                  for r in per.to_dict("records")], "Wall time of the stored results (per item)"))
+    phases = [c for c in ("train_seconds", "convert_seconds", "simulate_seconds", "count_seconds") if c in res]
+    if phases:
+        import pandas as pd
+
+        timed = res.assign(**{c: pd.to_numeric(res[c], errors="coerce") for c in phases})
+        timed = timed[timed[phases].notna().any(axis=1)]
+        if not timed.empty:
+            keys = ["simulator"] + (["machine"] if "machine" in timed else [])
+            rows = []
+            for key, g in timed.groupby(keys, dropna=False):
+                key = key if isinstance(key, tuple) else (key,)
+                # a model trained once counts once, however many results simulated it
+                train = g.drop_duplicates("model")["train_seconds"].sum() if "train_seconds" in g else float("nan")
+                rows.append([*(str(k) for k in key), str(len(g)), f"{train:.0f}"]
+                            + [f"{g[c].sum():.0f}" for c in phases if c != "train_seconds"])
+            sec.blocks.append(Table(keys + ["results with phase times", "train s (per model)"]
+                                    + [c.replace("_seconds", " s") for c in phases if c != "train_seconds"], rows,
+                                    "Wall time per phase (sums over the stored results that record them; the "
+                                    "training of a model found in the cache is its original training time)"))
     runs = inp.runs
     if runs is None or runs.empty:
         sec.blocks.append(Text("No runs table (CSV input): the command and settings are not recorded here."))
