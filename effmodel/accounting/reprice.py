@@ -135,13 +135,6 @@ def factor_table(results: Iterable[Mapping], layers: Iterable[Mapping],
     with one of ``roles``, from its stored layer rows (results stored before
     fair accounting are left out).  ``results``/``layers``: rows as the store
     or its CSV exports give them."""
-    import json
-
-    from ..errors import UsageError
-    from ..specs import spec_from_dict
-    from .columns import work_from_layer_rows
-    from .ops import count_network
-
     by_role = presets_by_role(models)
     chosen = [m for role in roles for m in by_role.get(role, [])]
     groups: dict[tuple, list] = {}
@@ -150,13 +143,9 @@ def factor_table(results: Iterable[Mapping], layers: Iterable[Mapping],
     out = []
     for r in results:
         key = (str(r["run_id"]), str(r["model"]), str(r["simulator"]))
-        work = work_from_layer_rows(groups.get(key, []), str(r["model"]))
+        work, counts = stored_work(r, groups.get(key, []))
         if work is None:
             continue
-        try:
-            counts = count_network(spec_from_dict(json.loads(r.get("spec_json") or "")))
-        except (UsageError, ValueError, TypeError, KeyError):
-            counts = None
         row = {"model": key[1], "simulator": key[2], "step": work.steps}
         for m in chosen:
             if m.accounting == "ops" and counts is None:
@@ -164,6 +153,27 @@ def factor_table(results: Iterable[Mapping], layers: Iterable[Mapping],
             row[m.name] = reprice(m, work, counts)
         out.append(row)
     return out
+
+
+def stored_work(result: Mapping, layer_rows: Iterable[Mapping]) -> tuple[NetworkWork | None, NetworkCount | None]:
+    """A stored result's per-layer work (None when it was stored before fair
+    accounting) and its network's exact counts (None when its ``spec_json``
+    does not read back), from its results row and its layer rows."""
+    import json
+
+    from ..errors import UsageError
+    from ..specs import spec_from_dict
+    from .columns import work_from_layer_rows
+    from .ops import count_network
+
+    work = work_from_layer_rows(list(layer_rows), str(result["model"]))
+    if work is None:
+        return None, None
+    try:
+        counts = count_network(spec_from_dict(json.loads(result.get("spec_json") or "")))
+    except (UsageError, ValueError, TypeError, KeyError):
+        counts = None
+    return work, counts
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -9,11 +9,9 @@ registry by their declared role, so a third party's dataflow appears here too.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
 from .render import Contribution, Section, Table, Text
 
 if TYPE_CHECKING:
@@ -38,10 +36,7 @@ def dataflow_contribution(ctx: "Context") -> Contribution:
     """One row per result: factor per dataflow and quantised preset, the
     range across dataflows, and the row-stationary preset's break-even in
     both units; a table of what each preset counts and leaves out."""
-    from ..accounting.columns import work_from_layer_rows
-    from ..accounting.ops import count_network
-    from ..accounting.reprice import counted_rows, dataflow_range, presets_by_role, reprice
-    from ..specs import spec_from_dict
+    from ..accounting.reprice import counted_rows, dataflow_range, presets_by_role, reprice, stored_work
 
     by_role = presets_by_role()
     dataflows, quantised = by_role.get("dataflow", []), by_role.get("quantised", [])
@@ -56,14 +51,9 @@ def dataflow_contribution(ctx: "Context") -> Contribution:
     reference = next((m for m in dataflows if "row-stationary" in m.name), dataflows[-1])
     rows, inside = [], 0
     for r in inp.results.to_dict("records"):
-        work = work_from_layer_rows(groups.get((str(r["run_id"]), str(r["model"]), str(r["simulator"])), []),
-                                    str(r["model"]))
+        work, counts = stored_work(r, groups.get((str(r["run_id"]), str(r["model"]), str(r["simulator"])), []))
         if work is None:
             continue
-        try:
-            counts = count_network(spec_from_dict(json.loads(r.get("spec_json") or "")))
-        except (UsageError, ValueError, TypeError, KeyError):
-            counts = None
         low, high, per = dataflow_range(work, counts, dataflows)
         quant = {m.name: reprice(m, work, counts) for m in quantised}
         ref = per.get(reference.name)
