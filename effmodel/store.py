@@ -147,6 +147,17 @@ class Store:
                 if c not in have:
                     kind = "REAL" if c in reals else "INTEGER" if c in ints else "TEXT"
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {c} {kind}")
+        # runs recorded by older versions named absolute paths of the machine they ran on
+        for run_id, command, settings in self._db.execute(
+                "SELECT run_id, command, settings_json FROM runs").fetchall():
+            try:
+                rel = json.dumps(relative_paths(json.loads(settings or "{}"), self.directory))
+            except ValueError:
+                rel = settings
+            rel_command = relative_paths(command or "", self.directory)
+            if rel != settings or rel_command != (command or ""):
+                self._db.execute("UPDATE runs SET command = ?, settings_json = ? WHERE run_id = ?",
+                                 (rel_command, rel, run_id))
 
     def _mark_interrupted(self) -> None:
         """``running`` runs of this host whose process is gone become ``interrupted``."""
@@ -186,7 +197,9 @@ class Store:
         self._db.execute(
             "INSERT INTO runs (run_id, created, finished, status, command, settings_json, pid, host) "
             "VALUES (?, ?, NULL, 'running', ?, ?, ?, ?)",
-            (run_id, _now(), command, json.dumps(dict(settings), default=str), os.getpid(), socket.gethostname()),
+            (run_id, _now(), relative_paths(command, self.directory),
+             json.dumps(relative_paths(json.loads(json.dumps(dict(settings), default=str)), self.directory)),
+             os.getpid(), socket.gethostname()),
         )
         return run_id
 
@@ -266,6 +279,21 @@ class Store:
         ts = write_csv(d / "timesteps.csv", TIMESTEP_COLUMNS, self.timesteps(run_id))
         write_csv(d / "layers.csv", LAYER_COLUMNS, self.layers(run_id))
         return res, ts
+
+
+def relative_paths(value: Any, base: Path) -> Any:
+    """``value`` (a command line, or JSON-like settings) with every absolute
+    path written relative to ``base`` (the output folder), so a committed store
+    names no folder of the machine that wrote it."""
+    if isinstance(value, str):
+        if " " in value:  # a command line: its words
+            return " ".join(relative_paths(w, base) for w in value.split(" "))
+        return os.path.relpath(value, base) if os.path.isabs(value) else value
+    if isinstance(value, dict):
+        return {k: relative_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, base) for v in value]
+    return value
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:

@@ -179,3 +179,28 @@ def test_csv_export_creates_its_directory(tmp_path):
         store.write_result(*_result(run, "SmallCNN1", 2))
         res, _ = store.export_csv(run, tmp_path / "new" / "csv")
     assert res.is_file()
+
+
+def test_runs_record_paths_relative_to_the_output_folder(tmp_path):
+    """A committed store names no folder of the machine that wrote it: the
+    command and settings of a run keep paths relative to the output folder,
+    and a store written with absolute paths is rewritten on open."""
+    import json
+    import sqlite3
+
+    from effmodel.store import STORE_NAME, Store
+
+    out, data = tmp_path / "reports" / "out", tmp_path / "shared" / "data"
+    with Store(out) as store:
+        store.start_run(f"effmodel run -o {out} --data-dir {data} --models SmallCNN1",
+                        {"settings": {"output": str(out), "data_dir": str(data), "seed": 0}})
+        (run,) = store.runs()
+    assert run["command"] == "effmodel run -o . --data-dir ../../shared/data --models SmallCNN1"
+    assert json.loads(run["settings_json"]) == {"settings": {"output": ".", "data_dir": "../../shared/data", "seed": 0}}
+    with sqlite3.connect(out / STORE_NAME) as db:  # as older versions wrote it
+        db.execute("UPDATE runs SET command = ?, settings_json = ?",
+                   (f"effmodel run -o {out}", json.dumps({"settings": {"data_dir": str(data)}})))
+    with Store(out) as store:
+        (run,) = store.runs()
+    assert run["command"] == "effmodel run -o ."
+    assert json.loads(run["settings_json"]) == {"settings": {"data_dir": "../../shared/data"}}
