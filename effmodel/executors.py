@@ -505,13 +505,15 @@ def execute(
         the plugins that made it had other versions than the installed ones
         (by default such an item is recomputed: :func:`effmodel.provenance.already_stored`).
     """
-    from .provenance import already_stored, current_versions
+    from .provenance import current_versions, same_versions, stored_versions
 
     summary = ExecutionSummary()
     todo: list[WorkItem] = []
+    stored = {} if force else stored_versions(store)  # read once, not once per item
     for item in items:
-        if not force and already_stored(store, item.key, item.settings.simulator,
-                                        current_versions(item.spec, item.settings), reuse_across_versions):
+        key = (item.key, item.settings.simulator)
+        if key in stored and same_versions(stored[key], current_versions(item.spec, item.settings),
+                                           reuse_across_versions):
             summary.skipped.append(item.name)
             if display is not None:
                 display.skipped(item.name)

@@ -99,7 +99,12 @@ def already_stored(store: Any, item_key: str, simulator: str, current_versions: 
 
     ``current_versions``: :func:`current_versions` of the item's spec and settings.
     """
-    for row in store.results():
-        if row.get("item_key") == item_key and row.get("simulator") == simulator:
-            return same_versions(row.get("plugin_versions"), current_versions, reuse_across_versions)
-    return False
+    stored = stored_versions(store)
+    key = (item_key, simulator)
+    return key in stored and same_versions(stored[key], current_versions, reuse_across_versions)
+
+
+def stored_versions(store: Any) -> dict[tuple[str, str], str | None]:
+    """``{(item_key, simulator): plugin_versions}`` of every stored result, read
+    once (the driver checks many items against one store)."""
+    return {(row.get("item_key"), row.get("simulator")): row.get("plugin_versions") for row in store.results()}
