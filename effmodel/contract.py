@@ -19,7 +19,12 @@ Checked per batch of ``B`` images simulated for ``T`` steps:
   receiver makes it an equality; the output layer's fan-out is 0).  Running
   totals instead of per-step counts are reported as "looks cumulative";
 - ``predictions``: shape ``(B,)``, integer class indices of the output layer,
-  or ``-1`` (no class: the ``spikes`` readout before the first output spike).
+  or ``-1`` (no class: the ``spikes`` readout before the first output spike);
+- ``output_spikes_t`` (optional): shape ``(B, T, K)`` with ``K`` the output
+  layer's units, non-negative integers, at most one spike per neuron and step,
+  summing per step to ``spikes_t`` of the output layer; with ``--readout
+  spikes``, ``correct_t`` and ``predictions`` must equal what the core's
+  readout (:mod:`effmodel.readout`) makes of them.
 """
 
 from __future__ import annotations
@@ -64,19 +69,23 @@ def check_session(session: Any, simulator: str) -> None:
                           f"expected a session with run_batch(x, y) and close()")
 
 
-def check_batch_result(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int, simulator: str) -> None:
+def check_batch_result(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int, simulator: str,
+                       labels: np.ndarray | None = None) -> None:
     """Raise a one-line :class:`PluginError` if ``result`` breaks the contract.
 
     ``spec`` is the simulated spec, ``batch`` the number of images given to
-    ``run_batch``, ``simulator`` the registered simulator's name.
+    ``run_batch``, ``simulator`` the registered simulator's name, ``labels``
+    the batch's labels (when given, ``correct_t`` is checked against
+    ``output_spikes_t``).
     """
-    problem = batch_problem(result, spec, config, batch)
+    problem = batch_problem(result, spec, config, batch, labels)
     if problem:
         who = culprit("register_simulators", simulator, "simulator")
         raise PluginError(f"{who} broke the simulator contract in run_batch: {problem}")
 
 
-def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int) -> str | None:
+def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig, batch: int,
+                  labels: np.ndarray | None = None) -> str | None:
     """The first way ``result`` breaks the contract, as ``field: expected ..., got ...``; None if it keeps it."""
     T = int(config.duration)
     if not isinstance(result, BatchResult):
@@ -117,6 +126,49 @@ def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig,
         if isinstance(value, str):
             return f"predictions: expected integer class indices, got {value}"
         return f"predictions: expected class indices in [0, {classes - 1}] or -1 (no class), got {value!r} for image {i}"
+    if getattr(result, "output_spikes_t", None) is not None:
+        return output_spikes_problem(result, spec, config, batch, classes, labels)
+    return None
+
+
+def output_spikes_problem(result: BatchResult, spec: ArchitectureSpec, config: SimulationConfig, batch: int,
+                          classes: int | None, labels: np.ndarray | None = None) -> str | None:
+    """How ``result.output_spikes_t`` breaks the contract, or contradicts ``correct_t``/``predictions``; None if not."""
+    from .readout import decisions
+
+    T = int(config.duration)
+    out = np.asarray(result.output_spikes_t)
+    expected = (batch, T, classes)
+    if out.shape != expected:
+        return f"output_spikes_t: expected shape {expected} (images, steps, output neurons), got {out.shape}"
+    bad = _first_bad(out, lower=0, upper=1)
+    if bad is not None:
+        i, value = bad
+        b, rest = divmod(i, T * (classes or 1))
+        return (f"output_spikes_t: expected 0 or 1 spike per output neuron and step, got {value} "
+                f"(image {b}, step {rest // (classes or 1) + 1})")
+    name = spec.layers[spiking_layer_indices(spec)[-1]].name
+    per_step = out.sum(axis=(0, 2), dtype=np.int64)
+    layer = np.asarray(result.spikes_t.get(name), dtype=np.int64)
+    if not np.array_equal(per_step, layer):
+        t = int(np.argmax(per_step != layer))
+        return (f"output_spikes_t: {int(per_step[t])} output spikes at step {t + 1}, but spikes_t[{name!r}] "
+                f"says {int(layer[t])}")
+    if config.readout != "spikes":
+        return None
+    guesses = decisions(out, config.coding)
+    preds = np.asarray(result.predictions).astype(np.int64)
+    if not np.array_equal(guesses[:, -1], preds):
+        b = int(np.argmax(guesses[:, -1] != preds))
+        return (f"predictions: image {b} is {int(preds[b])}, but the spikes readout of its output_spikes_t gives "
+                f"{int(guesses[b, -1])} (effmodel.readout)")
+    if labels is not None:
+        correct = np.sum(guesses == np.asarray(labels).astype(np.int64).reshape(-1, 1), axis=0)
+        got = np.asarray(result.correct_t, dtype=np.int64)
+        if not np.array_equal(correct, got):
+            t = int(np.argmax(correct != got))
+            return (f"correct_t: {int(got[t])} images correct at step {t + 1}, but the spikes readout of "
+                    f"output_spikes_t gives {int(correct[t])} (effmodel.readout)")
     return None
 
 

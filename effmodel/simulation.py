@@ -249,6 +249,13 @@ class BatchResult:
     all ``T`` steps; else None.
     ``extra``: simulator-specific figures; numbers are summed over batches,
     other values keep the first batch's.
+    ``output_spikes_t``: int array ``(B, T, K)``, the spikes of each of the
+    output layer's ``K`` neurons at step ``t`` for each image (per step, not
+    cumulative), or None.  Optional for a simulator, but every built-in one
+    fills it: from it the core reads each image's class at each step with the
+    rule of :mod:`effmodel.readout`, which gives the per-image correctness the
+    cost step's bootstrap needs, checks ``correct_t`` and ``predictions``
+    against it (``--readout spikes``), and sums an ensemble's members.
     """
 
     correct_t: np.ndarray
@@ -257,6 +264,7 @@ class BatchResult:
     predictions: np.ndarray
     spike_counts: Mapping[str, np.ndarray] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    output_spikes_t: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +282,10 @@ class SimulationResult:
     labels: np.ndarray  # (N,)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     first_batch_spike_counts: Mapping[str, np.ndarray] | None = None
+    correct_images: np.ndarray | None = field(default=None, repr=False)
+    """``(N, T)`` bool, image ``n`` classified correctly at step ``t`` by the
+    spike-count readout of the run's coding (:mod:`effmodel.readout`); None
+    unless every batch returned ``output_spikes_t``."""
 
     @property
     def error_t(self) -> np.ndarray:
@@ -334,6 +346,7 @@ def simulate(
     from .contract import check_batch_result, check_session
     from .options import check_options
     from .plugins import plugin_call
+    from .readout import correct_per_image
 
     check_options(simulator, config.options)  # the driver checks earlier, before training; this covers direct calls
     check_input_encoding(simulator, config.input_encoding)
@@ -347,6 +360,7 @@ def simulate(
     preds: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     extras: list[Mapping[str, Any]] = []
+    per_image: list[np.ndarray] | None = []
     first_counts = None
     n = 0
     started = time.perf_counter()
@@ -356,7 +370,7 @@ def simulate(
                 continue
             with plugin_call("register_simulators", simulator.name, "simulator", "run_batch"):
                 r = session.run_batch(x, y)
-            check_batch_result(r, network.simulated_spec, config, len(x), simulator.name)
+            check_batch_result(r, network.simulated_spec, config, len(x), simulator.name, labels=y)
             correct += r.correct_t
             for key, v in r.synops_t.items():
                 synops[key] = synops.get(key, 0) + np.asarray(v, dtype=np.int64)
@@ -366,6 +380,10 @@ def simulate(
                 first_counts = dict(r.spike_counts)
             preds.append(np.asarray(r.predictions))
             labels.append(np.asarray(y))
+            if per_image is not None and r.output_spikes_t is not None:
+                per_image.append(correct_per_image(r.output_spikes_t, y, config.coding))
+            else:
+                per_image = None
             extras.append(r.extra)
             n += len(x)
             if progress is not None:
@@ -398,6 +416,7 @@ def simulate(
         labels=np.concatenate(labels),
         metadata=metadata,
         first_batch_spike_counts=first_counts,
+        correct_images=np.concatenate(per_image) if per_image else None,
     )
 
 

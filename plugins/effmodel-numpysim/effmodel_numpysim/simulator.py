@@ -74,6 +74,8 @@ class NumpySession:
             spikes_t["input"], synops_t["input"] = np.zeros(T, np.int64), np.zeros(T, np.int64)
         analog, first, first_current = cfg.input_encoding == "analog", self.spiking[0], None
         correct = np.zeros(T, np.int64)
+        out = self.spiking[-1]
+        output_spikes = np.zeros((n, T, spec.layers[out].units), np.int8)  # per image, step and class
         for t in range(T):
             h = x
             if cfg.input_encoding == "poisson":
@@ -96,11 +98,13 @@ class NumpySession:
                     v[i] -= h  # ... and reset by subtraction
                 counts[i] = h if counts[i] is None else counts[i] + h
                 self.count(names[i], i, h, t, spikes_t, synops_t)
+                if i == out:
+                    output_spikes[:, t] = h
             guess = self.readout(counts[self.spiking[-1]], v[self.spiking[-1]])
             correct[t] = int(np.sum(guess == np.asarray(y)))
         spike_counts = {names[i]: counts[i].astype(np.int64) for i in self.spiking} if cfg.record_spiketrains else None
         return BatchResult(correct_t=correct, synops_t=synops_t, spikes_t=spikes_t, predictions=guess,
-                           spike_counts=spike_counts)
+                           spike_counts=spike_counts, output_spikes_t=output_spikes)
 
     def current(self, i, h):
         """Input current ``W h + b`` of spiking layer ``i`` (conv, dense or average pooling)."""

@@ -68,6 +68,7 @@ class TtfsSession(NumpySession):
         decisions_t = np.zeros(T, np.int64)
         correct = np.zeros(T, np.int64)
         first_current = None
+        output_spikes = np.zeros((n, T, spec.layers[out].units), np.int8)  # per image, step and class
         for t in range(T):
             h = x
             if poisson:
@@ -94,6 +95,7 @@ class TtfsSession(NumpySession):
                     v[i] = np.where(fired[i], v[i], v[i] + current)
                     s = v[i] >= 1.0  # spike at threshold 1
                     if i == out:
+                        output_spikes[:, t] = s
                         first_out[s] = t + 1
                         v_fire[s] = v[i][s]
                     v[i] = np.where(s, 0.0, v[i]).astype(np.float32)  # reset to zero
@@ -110,7 +112,7 @@ class TtfsSession(NumpySession):
         extra = {"decisions_t": decisions_t, "synops_to_decision": synops_to_decision,
                  "undecided_images": int(np.sum(decided_at == 0))}
         return BatchResult(correct_t=correct, synops_t=synops_t, spikes_t=spikes_t, predictions=guess,
-                           spike_counts=spike_counts, extra=extra)
+                           spike_counts=spike_counts, extra=extra, output_spikes_t=output_spikes)
 
     def gated_current(self, i, h):
         """``W h + b`` of spiking layer ``i``, zero for an image none of whose inputs has fired yet."""
