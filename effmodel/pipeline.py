@@ -218,9 +218,12 @@ def estimate_item(spec: ArchitectureSpec, settings: RunSettings, estimator, trai
     :param trained: the network is given (``--model-file``): no training.
     """
     from .budget import NOMINAL_TRAIN_IMAGES, TRAIN_IMAGES
+    from .ensembles import estimate_ensemble_item, is_ensemble
     from .paths import cache_dir
     from .training import epochs_done
 
+    if is_ensemble(spec):  # its members' training, n members' simulation
+        return estimate_ensemble_item(spec, settings, estimator, trained)
     ts = training_settings(spec, settings)
     left = 0 if trained else ts.epochs - epochs_done(spec, ts, cache_dir(settings.cache_dir))
     full = TRAIN_IMAGES.get(spec.dataset, NOMINAL_TRAIN_IMAGES)
@@ -421,8 +424,13 @@ def compute_item(
         abandoned; both raise :class:`effmodel.budget.BudgetExhausted`.
     """
     from .budget import BudgetExhausted
+    from .ensembles import compute_ensemble_item, is_ensemble
     from .machine import describe_machine
     from .provenance import PROVENANCE_COLUMNS
+
+    if is_ensemble(spec):  # effmodel.ensembles: n seeded members, their output spikes summed
+        return compute_ensemble_item(spec, settings, run_id, family=family, progress=progress, log=log, workdir=workdir,
+                                     key=key, deadline=deadline, epoch_seconds_guess=epoch_seconds_guess)
 
     from .conversion import convert_trained
     from .training import evaluate, load_model
@@ -537,10 +545,13 @@ def _remove_workdir(workdir: Path, remove_empty_parents: bool) -> None:
 
 
 def select_specs(models: list[str] | None, datasets: list[str] | None) -> list[ArchitectureSpec]:
-    """Registered architectures filtered by name and dataset, in registry order."""
+    """Registered architectures filtered by name and dataset, in registry order
+    (``ensemble:<Member>x<n>`` names an ensemble: :mod:`effmodel.ensembles`)."""
+    from .ensembles import lookup_architecture
+
     registry = plugins.get_architectures()
     if models:
-        specs = [plugins.lookup("architecture", registry, m) for m in models]
+        specs = [lookup_architecture(m, registry) for m in models]
     else:
         specs = list(registry.values())
     if datasets:

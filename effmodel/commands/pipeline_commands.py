@@ -43,10 +43,14 @@ def train_command(
 
     settings = RunSettings(data_dir=data_dir, cache_dir=cache_dir, epochs=epochs, seed=seed,
                            max_train_images=max_train_images, early_stopping=early_stopping)
+    from ..ensembles import training_jobs
+
     for spec in select_specs(_split(models), _split(datasets)):
-        trained = train_spec(spec, settings)
-        state = "cache hit" if trained.cache_hit else "trained"
-        typer.echo(f"{spec.name:<14} {state:<9} test accuracy {trained.test_accuracy:.4f}  {trained.path}")
+        for member, member_settings in training_jobs(spec, settings):  # an ensemble: each member, its own seed
+            trained = train_spec(member, member_settings)
+            state = "cache hit" if trained.cache_hit else "trained"
+            name = member.name if member is spec else f"{spec.name} seed {member_settings.seed}"
+            typer.echo(f"{name:<14} {state:<9} test accuracy {trained.test_accuracy:.4f}  {trained.path}")
 
 
 def run_command(
@@ -126,6 +130,10 @@ def run_command(
     if model_file is not None and executor == "ray":
         raise UsageError("--model-file runs on this machine; use --executor local")
     items = _items(model_file, dataset, models, datasets, settings)
+    from ..ensembles import check_settings
+
+    for spec, _ in items:
+        check_settings(spec, settings)  # e.g. an ensemble with --readout potential: refused before any training
     keys = [item_key(spec, settings, network.weights if network is not None else None) for spec, network in items]
     fresh = not (output / STORE_NAME).exists()
     fresh_dir = not output.exists()
@@ -248,8 +256,12 @@ def _family(spec, network) -> str:
     plugin that registered the architecture (``reference``, ``example``...)."""
     from .. import plugins
 
+    from ..ensembles import is_ensemble
+
     if network is not None:
         return "byo"
+    if is_ensemble(spec):
+        return "ensemble"
     return plugins.owner_of("register_architectures", spec.name) or "reference"
 
 
