@@ -119,6 +119,11 @@ def architectures_command(
         ("name", "dataset", "depth", "conv", "dense", "params", "MACs", "neurons"),
         [(r["name"], r["dataset"], r["depth"], r["conv_layers"], r["dense_layers"], f"{r['params']:,}", f"{r['macs']:,}",
           f"{r['neurons']:,}") for r in rows]))
+    if model_file is None and spec_file is None:
+        from ..ensembles import EXAMPLE, SPELLING
+
+        typer.echo(f"Ensembles: {SPELLING} (e.g. {EXAMPLE}) names n seeded copies of any of these, "
+                   "their output spikes summed (README, \"Ensembles\").")
 
 
 def aligned_table(header: tuple[str, ...], rows: list[tuple]) -> str:

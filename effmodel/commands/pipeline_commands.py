@@ -14,6 +14,8 @@ from ..errors import UsageError, close_open_line
 from . import executor_options as ex
 
 DATA_DIR_HELP = "Folder holding mnist/ and cifar10/ (default: $EFFMODEL_DATA_DIR, else the Keras download)."
+MODELS_HELP = ("Comma-separated architecture names (default: all); ensemble:<Member>x<n> names n seeded copies of one, "
+               "e.g. ensemble:SmallCNN1x4 (README, \"Ensembles\").")
 CODING_HELP = ("Neural code: rate (the report's: neurons fire repeatedly, the readout counts output spikes) or ttfs "
                "(time to first spike: each neuron fires at most once, the first output spike decides; numpy only so far). "
                "`effmodel plugins` lists each simulator's codings.")
@@ -29,7 +31,7 @@ def _split(value: Optional[str]) -> list[str] | None:
 
 
 def train_command(
-    models: Optional[str] = typer.Option(None, "--models", "--model", help="Comma-separated architecture names (default: all)."),
+    models: Optional[str] = typer.Option(None, "--models", "--model", help=MODELS_HELP),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated datasets: mnist,cifar10."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the report's, per architecture)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -55,7 +57,7 @@ def train_command(
 
 def run_command(
     simulator: str = typer.Option("inisim", help="Simulator plugin (see `effmodel plugins`)."),
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated architecture names (default: all)."),
+    models: Optional[str] = typer.Option(None, "--models", help=MODELS_HELP),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated datasets: mnist,cifar10."),
     model_file: Optional[Path] = typer.Option(None, "--model-file", help="A trained Keras model (.h5/.keras) instead of registered architectures."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset of --model-file (default: inferred from its input shape)."),
