@@ -244,18 +244,18 @@ def test_an_ensemble_of_one_is_its_member(tiny_members):
 
 def test_the_ann_ensemble_sums_logits():
     from effmodel.ensembles import ann_accuracy, member_logits
-    from effmodel.forward import iter_layers
 
-    nets = [tiny_network(seed=s) for s in (0, 1)]
-    x = (np.random.default_rng(3).random((20, 10, 10, 1)) * 255).astype(np.uint8)
-    z = [member_logits(nets[0].spec, n.weights, x) for n in nets]
-    # the logits are the output layer before its softmax: softmax(z) is the ANN's output
-    *_, (_, _, probs) = iter_layers(nets[0].spec, nets[0].weights, x.astype(np.float32) / 255)
-    assert np.allclose(np.exp(z[0]) / np.exp(z[0]).sum(1, keepdims=True), probs, atol=1e-5)
-    y = (z[0] + z[1]).argmax(1)
-    acc, each = ann_accuracy(nets[0].spec, [n.weights for n in nets], x, y)
-    assert acc == 1.0 and each == [float((zi.argmax(1) == y).mean()) for zi in z]
-    assert min(each) < 1.0  # the members disagree somewhere, so the sum decides
+    # one input pixel (255 -> 1.0) into three classes: the logits are the kernels' rows
+    a, b = _one_layer_network(1.0), _one_layer_network(2.0)
+    spec = a.spec
+    wa = {"output": LayerWeights(kernel=np.array([[2.0, 0.0, 1.5]], np.float32), bias=None)}
+    wb = {"output": LayerWeights(kernel=np.array([[0.0, 2.0, 1.5]], np.float32), bias=None)}
+    x = np.full((1, 1, 1, 1), 255, np.uint8)
+    assert member_logits(spec, wa, x).tolist() == [[2.0, 0.0, 1.5]]  # before the softmax
+    # A says 0, B says 1; their summed logits [2, 2, 3] say 2, which neither says alone
+    acc, each = ann_accuracy(spec, [wa, wb], x, np.array([2]))
+    assert (acc, each) == (1.0, [0.0, 0.0])
+    assert ann_accuracy(spec, [wa], x, np.array([0])) == (1.0, [1.0])
 
 
 # --- the time budget -------------------------------------------------------------------------
