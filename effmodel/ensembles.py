@@ -326,8 +326,9 @@ def simulate_ensemble(simulator: Any, networks: Sequence[Any], batches: Callable
     prefixed ``m<i>/``; ``correct_t``, ``predictions`` and ``correct_images``
     are the ensemble's.
     """
+    from .pipeline import _jsonable
     from .readout import decisions
-    from .simulation import SimulationResult, _merge_extras, simulate
+    from .simulation import SimulationResult, simulate
 
     if not networks:
         raise UsageError("an ensemble needs at least one member")
@@ -362,7 +363,8 @@ def simulate_ensemble(simulator: Any, networks: Sequence[Any], batches: Callable
         "images_x_steps_per_second": n * steps * len(results) / wall if wall > 0 else float("nan"),
         "batches": sum(int(r.metadata.get("batches", 0)) for r in results),
         "members": len(results),
-        "extra": _merge_extras([r.metadata.get("extra", {}) for r in results]),
+        # each member's own figures: summed over members, a simulator's per-network figures would mean nothing
+        "extra": {"members": [_jsonable(r.metadata.get("extra", {})) for r in results]},
     }
     result = SimulationResult(
         simulator=results[0].simulator, model=model or results[0].model, duration=steps, num_images=n,
