@@ -63,6 +63,16 @@ def test_an_ensemble_has_the_members_depth_and_its_own_identity():
     assert "layers" not in d  # code that rebuilds one network from spec_json finds none, not the member's alone
 
 
+def test_an_ensemble_is_its_own_item():
+    from effmodel.pipeline import RunSettings, item_key
+
+    member, s = tiny_spec("max"), RunSettings(seed=3)
+    keys = [item_key(member, s), item_key(EnsembleSpec(member, 1), s), item_key(EnsembleSpec(member, 2), s),
+            item_key(EnsembleSpec(member, 2), RunSettings(seed=4))]
+    assert len(set(keys)) == 4
+    assert item_key(EnsembleSpec(member, 2), RunSettings(seed=3)) == keys[2]  # the same ensemble, the same item
+
+
 def test_members_get_consecutive_seeds_member_0_the_runs_own():
     from effmodel.pipeline import RunSettings
 
