@@ -1,10 +1,12 @@
 """Where effmodel finds its reference data and keeps its caches.
 
-The reference data ships as package data of the distribution that owns it,
-so it is found the same way in an editable checkout and in an ordinary wheel
-install (read through :mod:`importlib.resources`):
+The reference data lives in the repository's top-level ``data/`` folder
+(``data/README.md``) and ships as package data of the distribution that owns
+it (``<package>/data`` is a symlink to ``data/`` that the wheel build
+follows), so it is found the same way in an editable checkout and in an
+ordinary wheel install (read through :mod:`importlib.resources`):
 
-- ``effmodel_reference/data/architectures/*.toml`` and ``table2.csv``
+- ``data/architectures/*.toml`` and ``data/table2.csv``
   (distribution ``effmodel-reference``);
 - cost models reach the core only through the plugin registry; the
   ``effmodel-costs`` plugin keeps its presets in its own package data.

@@ -315,8 +315,8 @@ def result_row(
                                     1.0 - ann_accuracy, settings.delta)
     cumulative = result.synops_cumulative
     so = synops_at_step(cumulative, step)
-    neuron_updates = sim_counts.spiking_neurons * result.duration
-    snn_cost = cost_model.snn_cost(so, sim_counts.spiking_neurons * step)
+    neuron_updates = sim_counts.membrane_neurons * result.duration  # max-pool units have no membrane to update
+    snn_cost = cost_model.snn_cost(so, sim_counts.membrane_neurons * step)
     ann_cost = cost_model.ann_cost(counts)
     total_spikes = sum(int(np.sum(v)) for v in result.spikes_t.values())
     sim_extra = dict(result.metadata.get("extra", {}))

@@ -13,23 +13,48 @@ Every results row carries (:data:`PROVENANCE_COLUMNS`):
     canonical JSON ``{distribution: version}`` of the plugins that contributed
     the architecture, the dataset, the simulator and the cost model (an
     in-process plugin appears as ``"<name> (in-process)"`` with its
-    ``__version__``, or ``""``);
+    ``__version__``, or ``""``), and of the core itself: ``"effmodel"`` with
+    :func:`core_version`, effmodel's version plus a hash of the code that
+    counts and prices what is stored (``0.1.0+counting.<12 hex>``);
 ``dataset_fingerprint``
     what the dataset contained (:func:`effmodel.datasets.dataset_fingerprint`).
 
 The item key (:func:`effmodel.pipeline.item_key`) is unchanged, so stored
 results keep their identity.  Instead, :func:`already_stored` treats a
 stored result as current only when its ``plugin_versions`` equal the ones
-installed now: a new plugin version recomputes the item (and the new row
+installed now: a new plugin version, or a change of the core's counting
+code under unchanged plugin versions, recomputes the item (and the new row
 replaces the old one), unless ``reuse_across_versions``.  Rows written by
 effmodel versions that did not record ``plugin_versions`` are kept and
-reused as they are.
+reused as they are; so are rows that recorded plugin versions but not yet
+the core's (the committed campaign's): their plugins alone decide.
+
+Why a hash and not the version alone: effmodel's version is not bumped for
+every change of a counting rule, and a rule changed without a bump would
+leave stale rows.  The hash is of the code's syntax tree without docstrings
+(:func:`code_digest`), so comments, docstrings and formatting do not
+recompute anything; any change of what the code does (or a refactoring)
+does.  Only the modules whose output is stored are hashed
+(:data:`COUNTING_CODE`): exact counts, per-layer work, access policies,
+memory, pricing, result columns and the cost point; the report's repricing
+(``accounting/reprice.py``) and the simulators are not (simulators carry
+their own plugin versions).  A new Python minor version may change the
+syntax-tree dump and so recompute once.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
 import json
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+CORE = "effmodel"  # the core's entry in plugin_versions
+# The core's modules whose output a result row stores (relative to the effmodel package).
+COUNTING_CODE = ("accounting/ops.py", "accounting/work.py", "accounting/access.py", "accounting/memory.py",
+                 "accounting/pricing.py", "accounting/columns.py", "threshold.py")
 
 PROVENANCE_COLUMNS = ("simulator_options", "input_encoding", "coding", "readout", "plugin_versions", "dataset_fingerprint")
 
@@ -52,7 +77,35 @@ def plugin_versions(spec: Any, settings: Any) -> dict[str, str]:
             continue
         dist, version = plugins.distribution_of(owner)
         out[f"{owner} (in-process)" if dist == plugins.IN_PROCESS else dist] = version
+    out[CORE] = core_version()
     return dict(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=1)
+def core_version() -> str:
+    """effmodel's version and the :func:`code_digest` of :data:`COUNTING_CODE`,
+    e.g. ``0.1.0+counting.1a2b3c4d5e6f`` (computed once per process)."""
+    from . import __version__
+
+    package = Path(__file__).resolve().parent
+    return f"{__version__}+counting.{code_digest(package / name for name in COUNTING_CODE)}"
+
+
+def code_digest(paths: Iterable[Path]) -> str:
+    """12 hex digits of SHA-256 over the syntax trees of the Python files
+    ``paths`` (in the order given), docstrings dropped: comments, docstrings
+    and layout do not change it, a change of what the code does does."""
+    h = hashlib.sha256()
+    for path in paths:
+        tree = ast.parse(Path(path).read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                    and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(Path(path).name.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+    return h.hexdigest()[:12]
 
 
 def canonical_json(value: Mapping[str, Any]) -> str:
@@ -83,13 +136,20 @@ def current_versions(spec: Any, settings: Any) -> str:
 def same_versions(stored: str | None, current: str, reuse_across_versions: bool = False) -> bool:
     """Whether a stored row's ``plugin_versions`` let it stand for ``current``:
     equal versions, or none recorded (a row from older effmodel: reused), or
-    ``reuse_across_versions``."""
+    ``reuse_across_versions``.  A row that recorded its plugins' versions but
+    not the core's (:data:`CORE`, recorded since issue 22) is judged by its
+    plugins alone."""
     if stored in (None, "") or reuse_across_versions:
         return True
     try:
-        return json.loads(stored) == json.loads(current)
+        then, now = json.loads(stored), json.loads(current)
     except (TypeError, ValueError):
         return False
+    if not isinstance(then, dict) or not isinstance(now, dict):
+        return False
+    if CORE not in then:
+        now.pop(CORE, None)
+    return then == now
 
 
 def already_stored(store: Any, item_key: str, simulator: str, current_versions: str,

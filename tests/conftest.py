@@ -95,7 +95,7 @@ def table2_path() -> Path:
     for p in (SHARED / "reference" / "table2.csv", table2_csv()):
         if p.is_file():
             return p
-    pytest.skip("table2.csv not found in ../shared/reference or effmodel_reference/data/")
+    pytest.skip("table2.csv not found in ../shared/reference or data/")
 
 
 def _session_root(tmp_path_factory) -> Path:

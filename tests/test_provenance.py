@@ -97,7 +97,10 @@ def test_rows_and_csv_carry_the_provenance(versioned, tmp_path):
     assert stored["simulator_options"] == '{"flavour":"spicy"}'
     assert stored["input_encoding"] == "analog" and stored["readout"] == "spikes"
     costs_dist, costs_version = plugins.distribution_of("costs")
-    assert json.loads(stored["plugin_versions"]) == {"versioned (in-process)": "1.0", costs_dist: costs_version}
+    from effmodel.provenance import core_version
+
+    assert json.loads(stored["plugin_versions"]) == {"versioned (in-process)": "1.0", costs_dist: costs_version,
+                                                     "effmodel": core_version()}  # the core too (issue 22)
     from effmodel.datasets import dataset_fingerprint
 
     assert stored["dataset_fingerprint"] == dataset_fingerprint(TinyDataset(N), TinyDataset(N).load(None))

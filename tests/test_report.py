@@ -49,7 +49,7 @@ def _result(spec, family, run_id, seed, rng, simulator="fake"):
         "ann_flops_simulator": None, "snn_accuracy": 1 - err[-1], "duration": T, "num_test": 100, "batch_size": 50,
         "normalisation_percentile": 99.9, "threshold_tolerance": 0.01, "threshold_step": step,
         "synops_at_threshold": so, "synops_total": float(syn[-1]), "synops_input_layer": float(c.layers[0].synapses),
-        "neuron_updates_total": float(c.spiking_neurons * T), "mean_spike_rate": float(rng.uniform(0.02, 0.2)),
+        "neuron_updates_total": float(c.membrane_neurons * T), "mean_spike_rate": float(rng.uniform(0.02, 0.2)),
         "total_costs": total, "snn_costs": so, "factor": total / so, "wall_seconds": 1.0,
         "spec_json": json.dumps(spec.to_dict()), "extra_json": "{}",
     }

@@ -52,7 +52,7 @@ def _item(spec, family, run_id, seed, rng, b_depth, b_size):
            "duration": T, "num_test": 100, "batch_size": 50, "normalisation_percentile": 99.9,
            "threshold_tolerance": 0.01, "threshold_step": step, "synops_at_threshold": so,
            "synops_total": float(syn[-1]), "synops_input_layer": float(c.layers[0].synapses),
-           "neuron_updates_total": float(c.spiking_neurons * T), "mean_spike_rate": 0.1, "total_costs": total,
+           "neuron_updates_total": float(c.membrane_neurons * T), "mean_spike_rate": 0.1, "total_costs": total,
            "snn_costs": so, "factor": total / so, "wall_seconds": 1.0, "spec_json": json.dumps(spec.to_dict()),
            "extra_json": "{}"}
     ts = [{"run_id": run_id, "model": spec.name, "simulator": "fake", "t": int(k), "error": float(err[k - 1]),
@@ -92,7 +92,7 @@ def case(request, tmp_path_factory):
 def hand_factor(rows: pd.DataFrame, ratio: float = 14.0, first: str = "once", updates: bool = False) -> np.ndarray:
     """report-14x by hand: ANN = FLOPs/2 x ratio + FLOPs/2; the SNN pays its
     SynOps, its first layer's synapses x (ratio + 1) once or every step, and
-    one SynOp per spiking neuron and step when ``updates``."""
+    one SynOp per unit with a membrane (not max pools) and step when ``updates``."""
     f = rows["ann_flops"].to_numpy(float)
     so = rows["synops_at_threshold"].to_numpy(float)
     first_cost = rows["synops_input_layer"].to_numpy(float) * (ratio + 1)

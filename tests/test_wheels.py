@@ -5,6 +5,8 @@ templates.  This is how a plugin author's project depends on effmodel
 (``pip install effmodel``), and what failed before the reference data became
 package data (with the architecture specs left out of the wheel, this test
 fails: "reference architectures folder not found at .../site-packages/...").
+The reference data lives in the top-level ``data/`` folder; the plugins'
+``<package>/data`` symlinks to it, and the wheels must carry real copies.
 
 Kept fast and offline-friendly: the sources are copied to a temporary folder
 (no build/ or egg-info in the checkout), wheels are built without build
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -58,13 +61,23 @@ def runtime_closure(names: list[str]) -> list[str]:
 @pytest.mark.slow
 def test_wheels_install_non_editable_and_find_their_data(tmp_path):
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=IGNORE)
+    shutil.copytree(REPO, src, ignore=IGNORE, symlinks=True)  # keep <package>/data -> ../../../data a symlink
+    assert (src / "plugins/effmodel-reference/effmodel_reference/data").is_symlink()
     wheels = tmp_path / "wheels"
     paths = [str(src)] + [str(src / "plugins" / name) for name in BUILT_IN]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), *paths],
                    check=True, capture_output=True, text=True)
     built = sorted(p.name for p in wheels.glob("*.whl"))
     assert len(built) == 1 + len(BUILT_IN), built
+    # the build followed the symlinks to data/: the wheels carry byte-identical copies, and only their own files
+    carried = {}
+    for wheel in wheels.glob("effmodel_[rc]*.whl"):
+        with zipfile.ZipFile(wheel) as z:
+            carried.update({n: z.read(n) for n in z.namelist() if "/data/" in n})
+    expected = {f"effmodel_reference/data/{p.relative_to(REPO / 'data')}": p.read_bytes()
+                for p in [REPO / "data/table2.csv", *(REPO / "data/architectures").glob("*.toml")]}
+    expected["effmodel_costs/data/cost_models.toml"] = (REPO / "data/cost_models.toml").read_bytes()
+    assert carried == expected, sorted(set(carried) ^ set(expected))
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -90,7 +103,7 @@ def test_wheels_install_non_editable_and_find_their_data(tmp_path):
     r = subprocess.run(effmodel + ["cost-models"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
     listed = {line.split()[0] for line in r.stdout.splitlines() if line and not line.startswith(" ")}
-    presets = tomllib.loads((REPO / "plugins/effmodel-costs/effmodel_costs/data/cost_models.toml").read_text())["models"]
+    presets = tomllib.loads((REPO / "data/cost_models.toml").read_text())["models"]
     assert set(presets) <= listed, set(presets) - listed
 
     r = subprocess.run(effmodel + ["plugins"], cwd=tmp_path, env=env, capture_output=True, text=True)

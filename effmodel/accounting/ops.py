@@ -110,6 +110,14 @@ class NetworkCount:
         return int(sum(l.neurons for l in self.layers if l.type in ("conv2d", "dense", *POOL_TYPES)))
 
     @property
+    def membrane_neurons(self) -> int:
+        """Units that keep a membrane potential in a converted SNN, i.e. that
+        cost a neuron update per step: conv, dense and average-pooling units.
+        A max pool passes on its strongest input's spikes and has no membrane
+        (as :attr:`effmodel.accounting.work.LayerWork.has_membrane`)."""
+        return int(sum(l.neurons for l in self.layers if l.type in ("conv2d", "dense", "avgpool")))
+
+    @property
     def flops_exact(self) -> int:
         return self._sum("flops_exact")
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -115,6 +115,9 @@ class CostModel:
             raise UsageError(f"cost model {self.name!r}: row-stationary needs pe_count, rf_bytes and glb_bytes above 0")
         if self.access_bits <= 0:
             raise UsageError(f"cost model {self.name!r}: access_bits must be above 0, got {self.access_bits!r}")
+        cited = set(self.citations) - {f.name for f in fields(self)}
+        if cited:
+            raise UsageError(f"cost model {self.name!r}: citations.{sorted(cited)[0]} is not a field of a cost model")
         for key, (lo, hi) in self.ranges.items():
             if key not in RANGE_FIELDS:
                 raise UsageError(f"cost model {self.name!r}: ranges.{key} is not an energy field ({', '.join(RANGE_FIELDS)})")

@@ -70,18 +70,25 @@ class Inputs:
 
 def load_inputs(directory: str | Path | Sequence[str | Path]) -> Inputs:
     """Read one output folder, or several (a reference run and a sweep),
-    whose tables are concatenated; each result row gets ``source_folder``."""
+    whose tables are concatenated; each result row gets ``source_folder``,
+    and variants of one simulator are labelled (:mod:`.variants`)."""
     import pandas as pd
 
     dirs = [directory] if isinstance(directory, (str, Path)) else list(directory)
     if not dirs:
         raise UsageError("no input folder given")
+    from .variants import label_variants
+
     parts = [_load_one(d) for d in dirs]
     if len(parts) == 1:
-        return parts[0]
-    cat = lambda name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)  # noqa: E731
-    return Inputs(cat("results"), cat("timesteps"), cat("layers"), cat("runs"), " + ".join(p.source for p in parts),
-                  tuple(f for p in parts for f in p.folders))
+        inp = parts[0]
+    else:
+        cat = lambda name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)  # noqa: E731
+        inp = Inputs(cat("results"), cat("timesteps"), cat("layers"), cat("runs"), " + ".join(p.source for p in parts),
+                     tuple(f for p in parts for f in p.folders))
+    # variants of one simulator (other options, coding, versions) become "<simulator> [<what differs>]"
+    inp.results, inp.timesteps, inp.layers = label_variants(inp.results, inp.timesteps, inp.layers)
+    return inp
 
 
 def _load_one(directory: str | Path) -> Inputs:

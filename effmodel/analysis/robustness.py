@@ -187,7 +187,7 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
             records.append(new | cols)
             continue
         ann = model.ann_cost(counts)
-        updates = counts.spiking_neurons * step  # every spiking neuron, every step up to the cost point
+        updates = counts.membrane_neurons * step  # every unit with a membrane (not max pools), every step to the cost point
         priced = {"model": model, "free": replace(model, neuron_update=0.0),
                   "synop": replace(model, neuron_update=model.synop)}[neuron_updates]
         snn = priced.snn_cost(so, updates)

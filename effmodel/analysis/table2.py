@@ -70,7 +70,7 @@ def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int]) -> Sect
 
     sec = Section("Table 2: the report beside ours")
     if paper is None:
-        sec.blocks.append(Text("The report's Table 2 (effmodel_reference/data/table2.csv) was not found; nothing to compare."))
+        sec.blocks.append(Text("The report's Table 2 (data/table2.csv) was not found; nothing to compare."))
         return sec
     p = {r["model"]: r for r in paper.to_dict("records")}
     res = inp.results

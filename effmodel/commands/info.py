@@ -163,8 +163,33 @@ def cost_models_command(as_json: bool = typer.Option(False, "--json", help="Prin
             typer.echo(f"{'':<24} ANN {'zero-skipping' if m.zero_skipping else 'dense'}, SNN first layer "
                        f"{m.first_layer}, {m.word_bits}-bit values, memory included")
         for field, source in getattr(m, "citations", {}).items():
-            value = getattr(m, field, None)
-            shown = (", ".join(f"{c / 1024:g} KB: {e:g}" for c, e in value) if field == "sram" else f"{value:g}")
-            if field in getattr(m, "ranges", {}):
-                shown += " [{:g}, {:g}]".format(*m.ranges[field])
-            typer.echo(f"{'':<24}   {field} = {shown} {m.unit}: {source}")
+            typer.echo(f"{'':<24}   {field} = {cited_value(m, field)}: {source}")
+
+
+def cited_value(model, field: str) -> str:
+    """A cited field's value in its own unit: energies (and the SRAM table's
+    energies, capacities in KB) in the model's ``unit`` with their range, ``*_bytes`` sizes in
+    B/KB/MB, ``*_bits`` widths in bits, anything else (a count, a choice) bare."""
+    from ..accounting.pricing import RANGE_FIELDS
+
+    value = getattr(model, field, None)
+    if field == "sram":
+        return ", ".join(f"{c / 1024:g} KB: {e:g}" for c, e in value) + f" {model.unit}"
+    if field in RANGE_FIELDS:
+        shown = f"{value:g}"
+        if field in getattr(model, "ranges", {}):
+            shown += " [{:g}, {:g}]".format(*model.ranges[field])
+        return f"{shown} {model.unit}"
+    if field.endswith("_bytes") and isinstance(value, (int, float)):
+        return _size(value) if value else "0 (no limit)"
+    if field.endswith("_bits") and isinstance(value, (int, float)):
+        return f"{value:g} bits"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _size(nbytes: float) -> str:
+    """Bytes as B, KB or MB (powers of 1024), e.g. 512 B, 108 KB, 1 MB."""
+    for unit, scale in (("MB", 1024 ** 2), ("KB", 1024)):
+        if nbytes >= scale and nbytes % (scale // 8) == 0:
+            return f"{nbytes / scale:g} {unit}"
+    return f"{nbytes:g} B"

@@ -1,4 +1,5 @@
-"""Built-in plugin: the cost-model presets of ``effmodel_costs/data/cost_models.toml`` (package data).
+"""Built-in plugin: the cost-model presets of the repository's ``data/cost_models.toml``
+(reached through the symlink ``effmodel_costs/data``, shipped as package data).
 
 The core never reads this file: it sees the presets only through the
 ``register_cost_models`` hook (``effmodel.plugins.get_cost_models()``).  Each

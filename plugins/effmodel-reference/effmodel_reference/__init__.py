@@ -1,5 +1,5 @@
-"""Built-in plugin: the eight reference CNNs (package data ``effmodel_reference/data/architectures``),
-MNIST and CIFAR-10."""
+"""Built-in plugin: the eight reference CNNs (the repository's ``data/architectures``, reached
+through the symlink ``effmodel_reference/data`` and shipped as package data), MNIST and CIFAR-10."""
 
 from __future__ import annotations
 
