@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from effmodel import BatchResult, conv2d, pool2d
+from effmodel import BatchResult, UsageError, conv2d, pool2d
 
 from .simulator import NumpySession
 
@@ -97,6 +97,28 @@ def transfer(s, p: AsnParameters = AsnParameters()):
 def spike_height(p: AsnParameters = AsnParameters()) -> float:
     """The spike height ``H`` that makes the transfer map activation 1 to 1 (the conversion rule)."""
     return float(1.0 / transfer(1.0, p))
+
+
+def check_neuron_options(config) -> None:
+    """Refuse, in one line, neuron options that mean nothing together: under ``--coding ttfs`` the
+    neurons are IF neurons that fire once and reset to zero; ``mf`` belongs to adaptive neurons."""
+    options = config.options
+    if config.coding == "ttfs":
+        rate_only = [f"{k}={options[k]}" for k in ("neuron", "reset", "mf")
+                     if k in options and (k, options[k]) not in {("neuron", "if"), ("reset", "zero")}]
+        if rate_only:
+            raise UsageError(f"the numpy simulator's --coding ttfs neurons are IF neurons that fire once and "
+                             f"reset to zero: option {', '.join(rate_only)} applies to rate coding")
+    elif "mf" in options and options.get("neuron") != "adaptive":
+        raise UsageError("the numpy simulator's option mf applies to neuron=adaptive")
+    if "mf" in options and not options["mf"] > 0:
+        raise UsageError(f"the numpy simulator's option mf must be positive, got {options['mf']!r}")
+
+
+def adaptive_session(network, config) -> "AdaptiveSession":
+    """The session of ``--option neuron=adaptive`` (rate coding), with ``mf`` and ``reset`` from the options."""
+    params = AsnParameters(mf=float(config.options.get("mf", AsnParameters.mf)))
+    return AdaptiveSession(network, config, params, config.options.get("reset", "subtract"))
 
 
 class AdaptiveSession(NumpySession):

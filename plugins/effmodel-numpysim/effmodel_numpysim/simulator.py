@@ -34,10 +34,8 @@ from effmodel.simulation import INPUT_ENCODINGS, READOUTS
 # The --option keys it takes, as SimulatorOption(name, type, default, choices, doc) (effmodel.options);
 # the core refuses any other key, or a bad value, before training.
 OPTIONS = (
-    SimulatorOption("neuron", str, "if", ("if", "adaptive"),
-                    "rate coding: integrate-and-fire, or the adaptive spiking neuron of Zambrano et al. 2019"),
-    SimulatorOption("reset", str, "subtract", ("subtract", "zero"),
-                    "rate coding: after a spike, subtract the threshold or reset the potential to zero"),
+    SimulatorOption("reset", str, "subtract", ("subtract", "zero"), "rate coding: after a spike, v -= 1 or v = 0"),
+    SimulatorOption("neuron", str, "if", ("if", "adaptive"), "rate coding: IF, or adaptive (Zambrano et al. 2019)"),
     SimulatorOption("mf", float, 0.1, doc="neuron=adaptive: speed of adaptation m_f, also the resting threshold"),
     *CORE_OPTIONS,  # keep_workdir, handled by the core
 )
@@ -45,8 +43,7 @@ OPTIONS = (
 
 class NumpySimulator:
     name = "numpy"
-    description = ("reference: IF neurons, reset by subtraction (rate) or firing once (ttfs), or adaptive neurons; "
-                   "plain numpy (slow, readable)")
+    description = "reference: IF neurons (rate, or firing once: ttfs) or adaptive neurons, plain numpy (slow, readable)"
     options = OPTIONS
     readouts = READOUTS  # the readout rules it honours (a subset, if not all)
     input_encodings = INPUT_ENCODINGS  # analog and Poisson input (a subset, if not all)
@@ -56,24 +53,15 @@ class NumpySimulator:
         unknown = sorted(set(config.options) - {o.name for o in OPTIONS})
         if unknown:
             raise UsageError(f"the numpy simulator takes no option {', '.join(unknown)}")
-        opts = {o.name: config.options.get(o.name, o.default) for o in OPTIONS}
+        from .adaptive import adaptive_session, check_neuron_options  # combinations of neuron, reset, mf
+
+        check_neuron_options(config)
         if config.coding == "ttfs":
-            rate_only = [f"{k}={config.options[k]}" for k in ("neuron", "reset", "mf")
-                         if k in config.options and (k, config.options[k]) not in {("neuron", "if"), ("reset", "zero")}]
-            if rate_only:
-                raise UsageError(f"the numpy simulator's --coding ttfs neurons are IF neurons that fire once and "
-                                 f"reset to zero: option {', '.join(rate_only)} applies to rate coding")
             from .ttfs import TtfsSession  # time to first spike: each neuron fires at most once
 
             return TtfsSession(network, config)
-        if opts["neuron"] == "adaptive":
-            if not opts["mf"] > 0:
-                raise UsageError(f"the numpy simulator's option mf must be positive, got {opts['mf']!r}")
-            from .adaptive import AdaptiveSession, AsnParameters  # Zambrano et al.'s adaptive spiking neurons
-
-            return AdaptiveSession(network, config, AsnParameters(mf=float(opts["mf"])), opts["reset"])
-        if "mf" in config.options:
-            raise UsageError("the numpy simulator's option mf applies to neuron=adaptive")
+        if config.options.get("neuron") == "adaptive":
+            return adaptive_session(network, config)  # Zambrano et al.'s adaptive spiking neurons
         return NumpySession(network, config)
 
 
