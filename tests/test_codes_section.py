@@ -32,11 +32,11 @@ def inputs(rows, timesteps=()):
 
 
 # SmallCNN1 on MNIST, numpy, at its cost point: rate 94.0 % with 417,749 SynOps per image; ttfs 89.5 % with
-# 65,787 (52,897 per decided image up to its decision: 200 images, none undecided); adaptive 93.5 % with 100,000.
+# 65,787 (52,897 per decided image up to its decision: 196 of 200 images decided); adaptive 93.5 % with 100,000.
 CODES = [
     result("SmallCNN1", run="r-rate", acc=0.940, synops=417_749),
     result("SmallCNN1", "ttfs", run="r-ttfs", acc=0.895, synops=65_787,
-           extra={"synops_to_decision": 52_897 * 200, "undecided_images": 0}),
+           extra={"synops_to_decision": 52_897 * 196, "undecided_images": 4}),
     result("SmallCNN1", "rate", '{"mf":0.1,"neuron":"adaptive"}', run="r-adaptive", acc=0.935, synops=100_000),
 ]
 
@@ -82,6 +82,13 @@ def test_section_states_what_the_data_say():
     assert "Ensembles of shallow networks: no data yet" in text
     assert c.summary_lines == ["Codes and ensembles: " + text.split("Do the report's two proposals hold? ")[1]
                                .split(" Rueckauer")[0]]
+
+
+def test_the_newest_row_of_a_model_simulator_and_code_counts():
+    older = result("SmallCNN1", run="r-old", acc=0.90, synops=1_000_000) | {"created": "2026-12-01T10:00:00"}
+    rows = code_rows(inputs([*CODES, older]))  # stored after the newer ones: the date decides, not the order
+    assert sorted(r.run_id for r in rows) == ["r-adaptive", "r-rate", "r-ttfs"]
+    assert {c.row.code: c.synops_saving for c in code_comparisons(rows)}["ttfs"] == pytest.approx(417_749 / 65_787)
 
 
 def test_only_rate_coded_if_rows_show_nothing():
