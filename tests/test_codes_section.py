@@ -84,6 +84,16 @@ def test_section_states_what_the_data_say():
                                .split(" Rueckauer")[0]]
 
 
+def test_one_point_lost_is_no_more_than_one_point():
+    # 92 % vs 93 % of 100 images: 0.92 - 0.93 is -1.0000000000000009 points in floating point
+    inp = inputs([result("SmallCNN1", run="r", acc=0.93, synops=417_749),
+                  result("SmallCNN1", "ttfs", run="t", acc=0.92, synops=59_442)])
+    [ttfs] = code_comparisons(code_rows(inp))
+    assert ttfs.holds
+    text = " ".join(b.text for b in codes_sections(inp).sections[0].blocks if isinstance(b, Text))
+    assert "accuracy -1.0 points: the saving is within their range, the loss within their bar" in text
+
+
 def test_the_newest_row_of_a_model_simulator_and_code_counts():
     older = result("SmallCNN1", run="r-old", acc=0.90, synops=1_000_000) | {"created": "2026-12-01T10:00:00"}
     rows = code_rows(inputs([*CODES, older]))  # stored after the newer ones: the date decides, not the order
