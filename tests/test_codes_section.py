@@ -71,6 +71,7 @@ def test_section_states_what_the_data_say():
     [table] = [b for b in sec.blocks if isinstance(b, Table)]
     assert [r[2] for r in table.rows] == ["rate", "rate neuron=adaptive mf=0.1", "ttfs"]  # rate first
     ttfs = table.rows[2]
+    assert ttfs[3] == "settle 30 / 60"  # rows stored before cost points existed were settle
     assert ttfs[6:8] == ["6.58e+04", "5.29e+04"] and ttfs[10] == "6.35" and ttfs[12] == "-4.5"
     text = " ".join(b.text for b in sec.blocks if isinstance(b, Text))
     assert "Sparse computation holds on these data" in text
@@ -101,6 +102,18 @@ def test_the_newest_row_of_a_model_simulator_and_code_counts():
     assert {c.row.code: c.synops_saving for c in code_comparisons(rows)}["ttfs"] == pytest.approx(417_749 / 65_787)
 
 
+def test_codes_compare_at_the_same_cost_point():
+    # a rate row at iso-accuracy (step 8: 216,200 SynOps) beside the settle rows: ttfs (settle) is compared with the
+    # settle rate row only, and the iso-accuracy rate row stays a row of its own
+    iso = result("SmallCNN1", run="r-iso", acc=0.94, synops=216_200) | {"cost_point": "iso-accuracy"}
+    rows = code_rows(inputs([*CODES, iso]))
+    assert len(rows) == 4
+    ttfs = {c.row.code: c for c in code_comparisons(rows)}["ttfs"]
+    assert ttfs.baseline.run_id == "r-rate" and ttfs.synops_saving == pytest.approx(417_749 / 65_787)
+    [table] = [b for b in codes_sections(inputs([*CODES, iso])).sections[0].blocks if isinstance(b, Table)]
+    assert [r[3] for r in table.rows] == ["iso-accuracy 30 / 60"] + ["settle 30 / 60"] * 3
+
+
 def test_only_rate_coded_if_rows_show_nothing():
     rate = [result("SmallCNN1", run="a", acc=0.94, synops=1e5),
             result("DeepCNN1", "rate", '{"neuron":"if","reset":"subtract"}', run="b", acc=0.98, synops=1e6, depth=6)]
@@ -126,10 +139,11 @@ def test_ensembles_against_deeper_networks_at_iso_accuracy_by_hand():
     # The ensemble first reaches it at step 3 (error 0.025) after 800,000 SynOps per image; MediumCNN1 at step 4
     # (0.98 >= 0.975; step 3's 0.97 is short) after 1,200,000: the ensemble needs 1.5x fewer, 0.5 points below.
     # ShallowCNN (depth 2) is not deeper than the member; SmallCNN1 is the member itself; the CIFAR-10 network is
-    # another dataset: none of them is compared.
+    # another dataset, MediumCNN1's iso-accuracy row another cost point: none of them is compared.
     rows = [
         result("ensemble:SmallCNN1x4", run="e", acc=0.975, synops=900_000, depth=2),
         result("MediumCNN1", run="d", acc=0.98, synops=1_200_000, depth=4),
+        result("MediumCNN1", run="d-iso", acc=0.97, synops=500_000, depth=4) | {"cost_point": "iso-accuracy"},
         result("ShallowCNN", run="s", acc=0.99, synops=10, depth=2),
         result("SmallCNN1", run="m", acc=0.95, synops=200_000, depth=2),
         result("DeepCIFAR", run="c", acc=0.80, synops=9e6, depth=8, dataset="cifar10"),

@@ -72,6 +72,7 @@ class CodeRow:
     run_id: str
     depth: float
     duration: float
+    cost_point: str  # settle or iso-accuracy (rows compare only at the same one)
     step: float  # the cost point's step
     ann_accuracy: float
     accuracy: float  # SNN accuracy at the cost point
@@ -121,7 +122,7 @@ def _fair(inputs: Any) -> tuple[list[float], list[float]]:
 
 
 def code_rows(inputs: Any) -> list[CodeRow]:
-    """Every results row as a :class:`CodeRow`; of rows repeating (model, simulator, code), the newest."""
+    """Every results row as a :class:`CodeRow`; of rows repeating (model, simulator, code, cost point), the newest."""
     res = inputs.results
     if res is None or res.empty:
         return []
@@ -132,12 +133,14 @@ def code_rows(inputs: Any) -> list[CodeRow]:
         row = CodeRow(
             model=str(r["model"]), dataset=str(r.get("dataset", "")), simulator=str(r["simulator"]),
             code=code_label(r.get("coding"), r.get("simulator_options")), run_id=str(r.get("run_id", "")),
-            depth=_num(r.get("depth")), duration=_num(r.get("duration")), step=_num(r.get("threshold_step")),
+            depth=_num(r.get("depth")), duration=_num(r.get("duration")),
+            cost_point=r.get("cost_point") if isinstance(r.get("cost_point"), str) and r.get("cost_point") else "settle",
+            step=_num(r.get("threshold_step")),
             ann_accuracy=_num(r.get("ann_accuracy")), accuracy=acc_cp if math.isfinite(acc_cp) else _num(r.get("snn_accuracy")),
             final_accuracy=_num(r.get("snn_accuracy")), synops=_num(r.get("synops_at_threshold")),
             synops_to_decision=_decision_synops(r.get("extra_json"), _num(r.get("num_test"))),
             energy=energy[i], fair_factor=factor[i])
-        key = (row.model, row.simulator, row.code)
+        key = (row.model, row.simulator, row.code, row.cost_point)
         created = str(r.get("created") or "")
         if key not in rows or created >= rows[key][0]:
             rows[key] = (created, row)
@@ -185,10 +188,13 @@ class CodeComparison:
 
 
 def code_comparisons(rows: Sequence[CodeRow]) -> list[CodeComparison]:
-    """Every non-rate code of a model and simulator that also has a rate-coded IF row."""
-    base = {(r.base, r.simulator): r for r in rows if r.code == RATE and ensemble_parts(r.model) is None}
-    return [CodeComparison(r, base[(r.base, r.simulator)]) for r in rows
-            if r.code != RATE and (r.base, r.simulator) in base and ensemble_parts(r.model) is None]
+    """Every non-rate code of a model and simulator that also has a rate-coded IF row at the same cost point."""
+    def key(r: CodeRow) -> tuple[str, str, str]:
+        return r.base, r.simulator, r.cost_point
+
+    base = {key(r): r for r in rows if r.code == RATE and ensemble_parts(r.model) is None}
+    return [CodeComparison(r, base[key(r)]) for r in rows
+            if r.code != RATE and key(r) in base and ensemble_parts(r.model) is None]
 
 
 def synops_to_reach(timesteps: Any, row: CodeRow, accuracy: float) -> float:
@@ -239,7 +245,7 @@ def ensemble_comparisons(rows: Sequence[CodeRow], timesteps: Any, reference_mode
         member = parts[0]
         for d in rows:
             if (d.base not in reference or d.base == member or d.dataset != e.dataset or d.simulator != e.simulator
-                    or d.code != e.code or ensemble_parts(d.model) is not None):
+                    or d.code != e.code or d.cost_point != e.cost_point or ensemble_parts(d.model) is not None):
                 continue
             if math.isfinite(e.depth) and math.isfinite(d.depth) and d.depth <= e.depth:
                 continue  # not deeper than the member: not the comparison the proposal makes
@@ -309,20 +315,21 @@ def _code_table(comparisons: Sequence[CodeComparison], rows: Sequence[CodeRow], 
     by_row = {id(c.row): c for c in comparisons}
     body = []
     for r in sorted((r for r in rows if r.base in shown and ensemble_parts(r.model) is None),
-                    key=lambda r: (r.dataset, r.base, r.simulator, r.code != RATE, r.code)):
+                    key=lambda r: (r.dataset, r.base, r.simulator, r.cost_point, r.code != RATE, r.code)):
         c = by_row.get(id(r))
-        body.append([r.model, r.simulator, r.code, f"{_fmt(r.step, '.0f')} / {_fmt(r.duration, '.0f')}",
+        body.append([r.model, r.simulator, r.code, f"{r.cost_point} {_fmt(r.step, '.0f')} / {_fmt(r.duration, '.0f')}",
                      _pct(r.ann_accuracy), _pct(r.accuracy), _fmt(r.synops), _fmt(r.synops_to_decision),
                      _fmt(r.energy / 1e3), _fmt(r.fair_factor),
                      _fmt(c.synops_saving) if c else "", _fmt(c.energy_saving) if c else "",
                      f"{c.points:+.1f}" if c and math.isfinite(c.points) else ""])
-    return Table(["model", "sim", "code", "cost step / T", "ANN acc %", "SNN acc % at cost step", "SynOps / image",
+    return Table(["model", "sim", "code", "cost point, step / T", "ANN acc %", "SNN acc % at cost step", "SynOps / image",
                   "SynOps / image to decision", "fair SNN energy nJ / image", "fair factor",
                   "x fewer SynOps than rate", "x less fair energy than rate", "accuracy vs rate, points"], body,
                  "Per image at each result's cost point (its settle or iso-accuracy step). 'To decision': a "
                  "decision-time code's SynOps up to each image's own decision step, averaged over the images that "
                  "decided. Fair energy: the fair-45nm-fp32 preset, SNN side ('-': stored without per-layer work). "
-                 "The last three columns compare with the rate-coded IF row of the same model and simulator.")
+                 "The last three columns compare with the rate-coded IF row of the same model, simulator and cost "
+                 "point.")
 
 
 def _ensemble_table(comparisons: Sequence[EnsembleComparison]) -> Table:
@@ -337,7 +344,7 @@ def _ensemble_table(comparisons: Sequence[EnsembleComparison]) -> Table:
                  "Iso-accuracy: each network's SynOps per image at the first step where its accuracy reaches the "
                  "lower of the two final accuracies (from the stored per-step series; without one, at the cost "
                  "points). Fair energy at each one's cost point. Deep networks: the reference networks of the "
-                 "ensemble's dataset deeper than its member, with the same simulator and code.")
+                 "ensemble's dataset deeper than its member, with the same simulator, code and cost point.")
 
 
 def codes_sections(inputs: Any, reference_models: Iterable[str] | None = None) -> Contribution:
