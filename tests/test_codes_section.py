@@ -14,7 +14,7 @@ import pytest
 from effmodel.analysis.codes import (code_comparisons, code_label, code_rows, codes_contribution, codes_sections,
                                      ensemble_comparisons, ensemble_parts)
 from effmodel.analysis.frame import Inputs
-from effmodel.analysis.render import Table, Text
+from effmodel.analysis.render import Figure, Table, Text
 
 
 def result(model, coding="rate", options="{}", *, run, acc, synops, final=None, depth=2, dataset="mnist",
@@ -81,6 +81,8 @@ def test_section_states_what_the_data_say():
     assert "SmallCNN1 (numpy, T 60): 6.35x fewer SynOps at the cost point, 7.9x up to each image's decision, " \
            "accuracy -4.5 points: the saving is below their range, the loss outside their bar" in text
     assert "Ensembles of shallow networks: no data yet" in text
+    [figure] = [b for b in sec.blocks if isinstance(b, Figure)]  # accuracy against SynOps and fair energy
+    assert figure.png.startswith(b"\x89PNG") and "per code" in figure.caption
     assert c.summary_lines == ["Codes and ensembles: " + text.split("Do the report's two proposals hold? ")[1]
                                .split(" Rueckauer")[0]]
 

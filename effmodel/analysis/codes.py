@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .frame import base_name
-from .render import Contribution, Section, Table, Text
+from .render import Contribution, Figure, Section, Table, Text
 
 if TYPE_CHECKING:
     from .report import Context
@@ -332,6 +332,39 @@ def _code_table(comparisons: Sequence[CodeComparison], rows: Sequence[CodeRow], 
                  "point.")
 
 
+def _code_figure(rows: Sequence[CodeRow], shown: set[str]) -> Figure | None:
+    """Accuracy against SynOps and against fair SNN energy per image, one marker per code."""
+    from .figures import _plt, _png
+
+    pts = [r for r in rows if r.base in shown and ensemble_parts(r.model) is None
+           and math.isfinite(r.synops) and r.synops > 0 and math.isfinite(r.accuracy)]
+    if not pts:
+        return None
+    plt = _plt()
+    codes = sorted({r.code for r in pts}, key=lambda c: (c != RATE, c))
+    markers = "o^sDvP*X"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, value, label in ((axes[0], lambda r: r.synops, "SynOps per image at the cost point"),
+                             (axes[1], lambda r: r.energy / 1e3, "fair SNN energy per image at the cost point, nJ")):
+        for k, code in enumerate(codes):
+            mine = [r for r in pts if r.code == code and math.isfinite(value(r)) and value(r) > 0]
+            if mine:
+                ax.scatter([value(r) for r in mine], [100 * r.accuracy for r in mine], marker=markers[k % len(markers)],
+                           label=code, s=40)
+                for r in mine:
+                    ax.annotate(f"{r.base} ({r.simulator})", (value(r), 100 * r.accuracy), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # decades only: minor labels overlap
+        ax.set_xlabel(label)
+        ax.set_ylabel("SNN accuracy % at the cost point")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return Figure("codes-accuracy-cost", _png(fig),
+                  "Accuracy against cost per code (left: SynOps; right: the fair-45nm-fp32 preset's SNN energy, "
+                  "drawn only for results with per-layer work). Up and to the left is better.")
+
+
 def _ensemble_table(comparisons: Sequence[EnsembleComparison]) -> Table:
     body = [[c.ensemble.model, c.deep.model, c.ensemble.dataset, c.ensemble.simulator, c.ensemble.code,
              _pct(c.ensemble.final_accuracy), _pct(c.deep.final_accuracy), _pct(c.target),
@@ -366,6 +399,9 @@ def codes_sections(inputs: Any, reference_models: Iterable[str] | None = None) -
         "options (simulator_options)."))
     if has_codes:
         sec.blocks.append(_code_table(codes, rows, reference))
+        figure = _code_figure(rows, reference)
+        if figure is not None:
+            sec.blocks.append(figure)
     if has_ensembles:
         sec.blocks.append(_ensemble_table(ensembles) if ensembles else Text(
             "Ensembles are stored, but no deeper reference network of the same dataset, simulator and code is."))
