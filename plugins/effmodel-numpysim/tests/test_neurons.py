@@ -126,6 +126,16 @@ def test_adaptive_neuron_first_spikes_on_constant_input_by_hand():
     assert times[2] == []
 
 
+def test_adaptive_potential_readout_by_hand():
+    # currents 0.03 and 0.04: S_j(t) = c_j (1 - e^(-t/2.5)) stays below theta0 / 2 = 0.05, so neither ever fires.
+    # spikes readout: no class at any step; potential readout: the larger S - S_hat, neuron 1 (S_1 > S_0 > 0).
+    net, x = input_layer([0.03, 0.04], [0.0, 0.0]), np.ones((1, 1, 1, 2))
+    spikes = run(net, x, [1], duration=5, options={"neuron": "adaptive"})
+    potential = run(net, x, [1], duration=5, readout="potential", options={"neuron": "adaptive"})
+    assert spikes.correct_t.tolist() == [0] * 5 and spikes.predictions.tolist() == [-1]
+    assert potential.correct_t.tolist() == [1] * 5 and potential.predictions.tolist() == [1]
+
+
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("mf", [0.1, 0.3])
 def test_adaptive_neuron_matches_its_kernel_form_on_constant_input(reset, mf):
