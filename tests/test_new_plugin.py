@@ -46,9 +46,13 @@ def test_the_simulator_template_is_the_reference_simulator(tmp_path):
 
     def code(text):  # without the module docstring, with the names normalised
         text = text.split('"""\n', 1)[1]
-        # the reference also implements --coding ttfs (effmodel_numpysim.ttfs); the template rate only
+        # the reference also implements --coding ttfs (effmodel_numpysim.ttfs) and adaptive neurons
+        # (effmodel_numpysim.adaptive: options neuron and mf); the template rate-coded IF neurons only
         text = re.sub(r"    codings = .*\n", "CODINGS\n", text)
         text = re.sub(r'        if config.coding == "ttfs":\n.*?\n\n.*?\n', "", text, flags=re.S)
+        text = re.sub(r'    SimulatorOption\("(neuron|mf)", .*\n', "", text)
+        text = re.sub(r"        from \.adaptive import .*\n\n        check_neuron_options\(config\)\n", "", text)
+        text = re.sub(r'        if config.options.get\("neuron"\) == "adaptive":\n.*\n', "", text)
         text = re.sub(r"Numpy|Drift", "X", text)
         text = re.sub(r'name = ".*"\n    description = ".*"', "NAME", text)
         return text.replace("the drift simulator", "the numpy simulator")

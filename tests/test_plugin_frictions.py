@@ -27,7 +27,8 @@ def test_plugins_json_lists_what_each_plugin_contributes(run_effmodel):
     assert numpy["readouts"] == ["spikes", "potential"] and numpy["input_encodings"] == ["analog", "poisson"]
     assert numpy["codings"] == ["rate", "ttfs"]
     assert by["norse"]["simulators"]["norse"]["codings"] == ["rate"]  # declares none: rate only
-    assert [o["name"] for o in numpy["options"]] == ["keep_workdir"] and numpy["options"][0]["default"] is False
+    assert [o["name"] for o in numpy["options"]] == ["reset", "neuron", "mf", "keep_workdir"]
+    assert numpy["options"][-1]["default"] is False and numpy["options"][1]["choices"] == ["if", "adaptive"]
     assert by["inisim"]["simulators"]["inisim"]["readouts"] == ["spikes"]
 
 

@@ -49,7 +49,7 @@ def test_norse_declares_exactly_the_options_its_session_accepts():
 
 
 def test_numpy_and_inisim_declare_keep_workdir():
-    assert [o.name for o in reference_simulator().options] == ["keep_workdir"]
+    assert [o.name for o in reference_simulator().options] == ["reset", "neuron", "mf", "keep_workdir"]
     from effmodel_inisim.simulator import InisimSimulator, NORMALISATION_MODES
 
     declared = {o.name: o for o in InisimSimulator().options}
@@ -84,7 +84,9 @@ def test_simulate_refuses_before_open():
 
 def test_check_simulator_takes_options():
     check_simulator(reference_simulator(), duration=6, images=4, batch_size=2, options={"keep_workdir": False})
-    with pytest.raises(AssertionError, match="simulator 'numpy' has no option 'neuron'"):
+    with pytest.raises(AssertionError, match="simulator 'numpy' has no option 'tau_mem_inv'"):
+        check_simulator(reference_simulator(), duration=6, images=4, batch_size=2, options={"tau_mem_inv": 100.0})
+    with pytest.raises(AssertionError, match="simulator 'numpy': option neuron must be one of if, adaptive, got 'lif'"):
         check_simulator(reference_simulator(), duration=6, images=4, batch_size=2, options={"neuron": "lif"})
 
 

@@ -26,6 +26,7 @@ SECTIONS = (
     "table2:table2_contribution",
     "fair:fair_contribution",
     "dataflows:dataflow_contribution",
+    "codes:codes_contribution",
     "figures:accuracy_cost_contribution",
     "figures:seed_spread_contribution",
     "figures:series_contribution",

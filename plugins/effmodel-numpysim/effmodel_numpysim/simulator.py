@@ -6,6 +6,9 @@ compares other simulators with.  It uses only effmodel's public API.
 
 - Neurons: integrate-and-fire, threshold 1, spike when ``v >= 1``, reset by
   subtraction (``v -= 1``), no leak: the rule of snntoolbox's INI simulator.
+  ``--option reset=zero``: reset to zero instead (``v = 0``).
+  ``--option neuron=adaptive``: the adaptive spiking neurons of Zambrano et
+  al. 2019 (:mod:`.adaptive`).
 - Weights: ``network.normalised_weights`` on ``network.simulated_spec`` (so
   ``--max2avg-pool`` is honoured), in float32 like INIsim and Norse.
 - Input: analog (the first layer receives ``W x + b`` at every step, no
@@ -25,17 +28,22 @@ from __future__ import annotations
 import numpy as np
 
 from effmodel import BatchResult, UsageError, conv2d, fanout_map, pool2d, same_padding, spiking_layer_indices
-from effmodel.options import CORE_OPTIONS
+from effmodel.options import CORE_OPTIONS, SimulatorOption
 from effmodel.simulation import INPUT_ENCODINGS, READOUTS
 
-# The --option keys it takes: add yours as SimulatorOption(name, type, default, choices, doc)
-# (effmodel.options); the core refuses any other key, or a bad value, before training.
-OPTIONS = (*CORE_OPTIONS,)  # keep_workdir, handled by the core
+# The --option keys it takes, as SimulatorOption(name, type, default, choices, doc) (effmodel.options);
+# the core refuses any other key, or a bad value, before training.
+OPTIONS = (
+    SimulatorOption("reset", str, "subtract", ("subtract", "zero"), "rate coding: after a spike, v -= 1 or v = 0"),
+    SimulatorOption("neuron", str, "if", ("if", "adaptive"), "rate coding: IF, or adaptive (Zambrano et al. 2019)"),
+    SimulatorOption("mf", float, 0.1, doc="neuron=adaptive: speed of adaptation m_f, also the resting threshold"),
+    *CORE_OPTIONS,  # keep_workdir, handled by the core
+)
 
 
 class NumpySimulator:
     name = "numpy"
-    description = "reference: IF neurons, reset by subtraction (rate) or firing once (ttfs), plain numpy (slow, readable)"
+    description = "reference: IF neurons (rate, or firing once: ttfs) or adaptive neurons, plain numpy (slow, readable)"
     options = OPTIONS
     readouts = READOUTS  # the readout rules it honours (a subset, if not all)
     input_encodings = INPUT_ENCODINGS  # analog and Poisson input (a subset, if not all)
@@ -45,10 +53,15 @@ class NumpySimulator:
         unknown = sorted(set(config.options) - {o.name for o in OPTIONS})
         if unknown:
             raise UsageError(f"the numpy simulator takes no option {', '.join(unknown)}")
+        from .adaptive import adaptive_session, check_neuron_options  # combinations of neuron, reset, mf
+
+        check_neuron_options(config)
         if config.coding == "ttfs":
             from .ttfs import TtfsSession  # time to first spike: each neuron fires at most once
 
             return TtfsSession(network, config)
+        if config.options.get("neuron") == "adaptive":
+            return adaptive_session(network, config)  # Zambrano et al.'s adaptive spiking neurons
         return NumpySession(network, config)
 
 
@@ -60,6 +73,7 @@ class NumpySession:
         self.spiking = spiking_layer_indices(self.spec)
         self.fanout = {i: fanout_map(self.spec, i).reshape(-1) for i in [-1, *self.spiking]}
         self.rng = np.random.default_rng(config.seed)
+        self.reset_to_zero = config.options.get("reset") == "zero"
 
     def run_batch(self, x, y):
         spec, cfg, T, n = self.spec, self.config, self.config.duration, len(x)
@@ -95,7 +109,10 @@ class NumpySession:
                         first_current = current  # analog input: the same current at every step
                     v[i] = current.copy() if v[i] is None else v[i] + current
                     h = (v[i] >= 1.0).astype(np.float32)  # spike at threshold 1 ...
-                    v[i] -= h  # ... and reset by subtraction
+                    if self.reset_to_zero:
+                        v[i] = np.where(h > 0, np.float32(0), v[i])  # ... and reset to zero (--option reset=zero)
+                    else:
+                        v[i] -= h  # ... and reset by subtraction
                 counts[i] = h if counts[i] is None else counts[i] + h
                 self.count(names[i], i, h, t, spikes_t, synops_t)
                 if i == out:
