@@ -118,3 +118,27 @@ def check_options(simulator: Any, options: Mapping[str, Any]) -> None:
 def canonical_options(options: Mapping[str, Any]) -> str:
     """The options as canonical JSON (sorted keys, no spaces): equal settings give equal text."""
     return json.dumps(dict(options), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def check_config(simulator: Any, config: Any) -> None:
+    """Let a simulator refuse, before any training, settings that mean nothing together.
+
+    A simulator may define ``check_config(config)``: it gets the
+    :class:`~effmodel.simulation.SimulationConfig` of the run (options,
+    coding, readout, input encoding and duration as they will be passed to
+    ``open``; ``workdir`` is None and ``batch_size`` not yet resolved) and raises a one-line
+    :class:`~effmodel.errors.UsageError` for a combination it cannot simulate,
+    e.g. an option that applies to one code only.  The core calls it after
+    :func:`check_options`, before any network is trained; ``open`` may repeat
+    the check for direct calls.  Anything else it raises becomes a one-line
+    :class:`~effmodel.errors.PluginError` naming the plugin."""
+    from .plugins import plugin_call
+
+    hook = getattr(simulator, "check_config", None)
+    if hook is None:
+        return
+    name = getattr(simulator, "name", str(simulator))
+    with plugin_call("register_simulators", name, "simulator", "check_config"):
+        if not callable(hook):
+            raise TypeError("check_config is not callable")
+        hook(config)

@@ -111,3 +111,48 @@ def test_malformed_declaration_is_skipped_at_registration(fresh_plugins, capsys)
 
 def test_canonical_options_do_not_depend_on_order():
     assert canonical_options({"b": 1, "a": "x"}) == canonical_options({"a": "x", "b": 1}) == '{"a":"x","b":1}'
+
+
+def test_option_combinations_are_refused_before_any_training(tmp_path):
+    """``check_config``: the numpy simulator refuses ``neuron=adaptive`` under ``--coding ttfs`` in one line,
+    before a network is trained (the model cache stays empty) and before anything is written."""
+    import subprocess
+    import sys
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "effmodel", "run", "--simulator", "numpy", "--coding", "ttfs",
+                        "--option", "neuron=adaptive", "--models", "SmallCNN1", "--epochs", "1",
+                        "--max-train-images", "200", "--num-test", "5", "--cache-dir", str(cache), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "neuron=adaptive" in lines[0] and "ttfs" in lines[0]
+    assert not out.exists() and not (cache.exists() and any(cache.iterdir()))
+
+
+def test_a_crashing_check_config_is_one_line_naming_its_plugin(fresh_plugins):
+    from effmodel.errors import PluginError
+    from effmodel.options import check_config
+    from effmodel.simulation import SimulationConfig
+
+    class Crashy(_Declared):
+        name = "crashy-config"
+
+        def check_config(self, config):
+            raise KeyError("mode")
+
+    class Plugin:
+        @hookimpl
+        def register_simulators(self, register):
+            register(Crashy())
+
+    fresh_plugins.register_plugin(Plugin(), name="crashyplug")
+    try:
+        sim = fresh_plugins.get_simulators()["crashy-config"]
+        with pytest.raises(PluginError, match=r"plugin 'crashyplug' \(simulator 'crashy-config'\) failed in check_config"):
+            check_config(sim, SimulationConfig(duration=3))
+        with pytest.raises(UsageError, match="refused"):
+            check_config(type("S", (), {"name": "s", "check_config": lambda self, c: (_ for _ in ()).throw(
+                UsageError("refused"))})(), SimulationConfig(duration=3))
+    finally:
+        fresh_plugins.unregister_plugin("crashyplug")

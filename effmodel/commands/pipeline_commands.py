@@ -116,8 +116,8 @@ def run_command(
     # Validate names and paths before any expensive work or any store write.
     from .. import plugins
     from ..datasets import resolve_data_dir
-    from ..options import check_options
-    from ..simulation import check_coding, check_input_encoding, check_readout
+    from ..options import check_config, check_options
+    from ..simulation import SimulationConfig, check_coding, check_input_encoding, check_readout
 
     resolve_data_dir(data_dir)
     stored_as = getattr(plugins.lookup("simulator", plugins.get_simulators(), simulator), "name", simulator)  # results' simulator column
@@ -136,6 +136,9 @@ def run_command(
 
     for spec, _ in items:
         check_settings(spec, settings)  # e.g. an ensemble with --readout potential: refused before any training
+        check_config(sim, SimulationConfig(  # combinations the simulator cannot simulate: refused before any training
+            duration=settings.duration_for(spec.dataset), input_encoding=settings.input_encoding, seed=seed,
+            options=dict(opts), readout=readout, coding=coding))
     keys = [item_key(spec, settings, network.weights if network is not None else None) for spec, network in items]
     fresh = not (output / STORE_NAME).exists()
     fresh_dir = not output.exists()

@@ -49,13 +49,19 @@ class NumpySimulator:
     input_encodings = INPUT_ENCODINGS  # analog and Poisson input (a subset, if not all)
     codings = ("rate", "ttfs")  # the neural codes it implements: rate (below) and ttfs (.ttfs)
 
+    def check_config(self, config):
+        """Refuse, before any training, neuron options that mean nothing together (see .adaptive)."""
+        from .adaptive import check_neuron_options
+
+        check_neuron_options(config)
+
     def open(self, network, config):
         unknown = sorted(set(config.options) - {o.name for o in OPTIONS})
         if unknown:
             raise UsageError(f"the numpy simulator takes no option {', '.join(unknown)}")
-        from .adaptive import adaptive_session, check_neuron_options  # combinations of neuron, reset, mf
+        self.check_config(config)  # combinations of neuron, reset, mf (the core checked them before training)
+        from .adaptive import adaptive_session
 
-        check_neuron_options(config)
         if config.coding == "ttfs":
             from .ttfs import TtfsSession  # time to first spike: each neuron fires at most once
 
