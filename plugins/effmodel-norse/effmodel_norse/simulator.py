@@ -441,7 +441,8 @@ class NorseSession:
                 kept = st.neuron.neuron_counts()  # a fused kernel's own per-neuron counts
                 if kept is not None:
                     self._acc[st.info.name]["counts"] = kept.clone()
-        correct, pred = self._read_out(out_spikes, out_v, labels)
+        readouts = self._read_out(out_spikes, out_v, labels)
+        correct, pred = readouts[self.readout]
         self.output.neuron.record_v = False
         spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
         synops_t = {n: a["synops"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
@@ -459,21 +460,28 @@ class NorseSession:
             predictions=pred.cpu().numpy(),
             spike_counts=spike_counts,
             extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision,
-                   "norse_kernels": "on" if self.kernels else "off"},
+                   "norse_kernels": "on" if self.kernels else "off",
+                   "correct_t_potential": readouts["potential"][0].cpu().numpy()},
+            output_spikes_t=out_spikes.permute(1, 0, 2).to(torch.int8).cpu().numpy(),
         )
 
-    def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Correct images per step and the last step's predictions, from the
-        output layer's spikes and potentials ``(T, B, classes)`` of a whole
-        batch at once (a handful of small ops instead of some per step)."""
+    def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor,
+                  labels: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per readout (``spikes``, ``potential``): correct images per step
+        ``(T,)`` and the last step's predictions ``(B,)``, from the output
+        layer's spikes and potentials ``(T, B, classes)`` of a whole batch at
+        once (a handful of small ops instead of some per step).  Both are
+        computed whatever ``config.readout`` is: the ``potential`` one is
+        recorded as ``extra["correct_t_potential"]``, so that the readout
+        rule's effect on accuracy is known without a second run."""
         counts = torch.cumsum(out_spikes, 0)  # float32 sums of at most T ones: exact
         best = counts.amax(-1, keepdim=True)
         minus_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=counts.device)
         score = torch.where(counts == best, out_v.to(torch.float64), minus_inf)
-        pred_t = score.argmax(-1)  # (T, B)
-        if self.readout == "spikes":
-            pred_t = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(pred_t, -1))
-        return (pred_t == labels).sum(1), pred_t[-1]
+        by_potential = score.argmax(-1)  # (T, B)
+        by_spikes = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(by_potential, -1))
+        return {name: ((pred_t == labels).sum(1), pred_t[-1])
+                for name, pred_t in (("spikes", by_spikes), ("potential", by_potential))}
 
     def close(self) -> None:
         for h in self._hooks:
