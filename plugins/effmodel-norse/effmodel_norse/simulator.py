@@ -84,7 +84,8 @@ from effmodel.errors import SimulationError, UsageError
 from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
 from effmodel.specs import ArchitectureSpec
 
-from .network import SpikeMaxPool, build_network, chw, import_norse
+from .network import SpikeMaxPool, build_network, import_norse
+from .synapses import chw
 
 OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout",
            "precision", "threads", "kernels")
@@ -197,14 +198,16 @@ class NorseSession:
         self.fanout = {n: torch.from_numpy(f.astype(np.float64)).to(self.device) for n, f in fan_nchw.items()}
         fan_in = self._fanout_nchw(-1)  # Poisson input: spikes of the input are events
         self.input_fanout = torch.from_numpy(fan_in.astype(np.float64)).to(self.device)
-        if self.kernels:
-            self.net.use_cpu_kernels(fan_nchw)
-        self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
-        self._plans["input"] = self._count_plan(self.input_fanout)
         for st in self.stages:
             st.neuron.reuse_output = True  # every chunk's spikes are consumed before the next chunk
             if isinstance(st.neuron, SpikeMaxPool):
                 st.neuron.max_steps = int(config.duration)
+        if self.kernels:  # replaces neuron modules by kernel ones, which take over the settings above
+            from .cpu_backend import use_cpu_kernels
+
+            use_cpu_kernels(self.net, fan_nchw)
+        self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
+        self._plans["input"] = self._count_plan(self.input_fanout)
         self.neurons_per_image = max(
             [int(np.prod(self.spec.input_shape))] + [int(np.prod(st.info.shape_hwc)) for st in self.stages]
         )
@@ -222,6 +225,14 @@ class NorseSession:
         if fan.ndim == 3:
             fan = fan.transpose(2, 0, 1)
         return np.ascontiguousarray(fan).reshape(-1)
+
+    @staticmethod
+    def _counts_itself(neuron) -> bool:
+        """Whether a stage's neuron module counts its own spikes and SynOps
+        (the CPU backend's kernel modules)."""
+        from .cpu_backend import SelfCounting
+
+        return isinstance(neuron, SelfCounting)
 
     # --- device settings -----------------------------------------------------------
     def _use_kernels(self, kernels: str, neuron: str, dtype_name: str) -> bool:
@@ -278,7 +289,7 @@ class NorseSession:
         """Forward hook: per-step spikes and SynOps of one layer's output chunk."""
 
         def hook(module, inputs, out):
-            if module.counted is None:
+            if getattr(module, "counted", None) is None:  # a torch module, or a kernel module's torch fallback
                 self._count(name, out)
                 return
             spikes, synops = module.counted  # counted by a CPU kernel, per step of this chunk
@@ -368,12 +379,14 @@ class NorseSession:
         longer (its dense layer runs on 4x more rows per call)."""
         if not self.kernels:
             return self.neurons_per_image
+        from .cpu_backend import FusedIFMaxPool
+
         sizes = [] if analog else [int(np.prod(self.spec.input_shape))]
         for i, st in enumerate(self.stages):
             n = int(np.prod(st.info.shape_hwc))
             if st.synapse is not None and not (i == 0 and analog):
                 sizes.append(n)  # the current
-            if getattr(st.neuron, "pool", None) is None:
+            if not isinstance(st.neuron, FusedIFMaxPool):
                 sizes.append(n)  # the spikes
         return max(sizes)
 
@@ -401,7 +414,7 @@ class NorseSession:
             self._acc[st.info.name] = a
         self.output.neuron.record_v = True
         analog = self.config.input_encoding == "analog"
-        self.stages[0].neuron.constant_input = analog
+        self.net.set_constant_first_input(analog)
         if not analog:
             a_in = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
             if self._record:
@@ -410,7 +423,7 @@ class NorseSession:
         self._deferred = {
             st.info.name: torch.empty((T, b, *chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
             for st in self.stages
-            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and st.neuron.fan is None
+            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and not self._counts_itself(st.neuron)
         }
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b, analog)
