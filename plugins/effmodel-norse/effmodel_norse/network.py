@@ -25,8 +25,11 @@ from effmodel.counting import spiking_layer_indices
 from effmodel.simulation import ConvertedNetwork
 from effmodel.specs import ArchitectureSpec
 
-from .neurons import NEURONS, IFSubtract, NorseIAF, NorseLIF, SpikeMaxPool, TimeScan, import_norse
-from .synapses import AvgPool, Conv, Dense, chw, torch_padding
+from .neurons import NEURONS, IFSubtract, NorseIAF, NorseLIF, SpikeMaxPool, TimeScan, TtfsIF, TtfsMaxPool, import_norse
+from .synapses import AvgPool, Conv, Dense, HeldSpikes, chw, gate_silent_images, torch_padding
+
+CODINGS = ("rate", "ttfs")
+"""The neural codes :func:`build_network` builds (``--coding``)."""
 
 
 
@@ -55,10 +58,35 @@ class Stage(nn.Module):
         y = self.synapse(x.reshape(tc * b, *x.shape[2:]))
         return y.reshape(tc, b, *y.shape[1:])
 
+    def reset(self) -> None:
+        self.neuron.reset()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.synapse is None:
             return self.neuron(x)
         return self.neuron(self.current(x))
+
+
+class TtfsStage(Stage):
+    """A conv, dense or average pooling layer under time-to-first-spike
+    coding: its inputs' spikes are held (:class:`~effmodel_norse.synapses.HeldSpikes`;
+    not for the first layer, whose input is not a TTFS layer), and an image
+    none of whose inputs has fired gets no current
+    (:func:`~effmodel_norse.synapses.gate_silent_images`)."""
+
+    def __init__(self, info: StageInfo, synapse: nn.Module, neuron: TimeScan, hold_inputs: bool):
+        super().__init__(info, synapse, neuron)
+        self.held = HeldSpikes() if hold_inputs else None
+
+    def reset(self) -> None:
+        super().reset()
+        if self.held is not None:
+            self.held.reset()
+
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        if self.held is not None:
+            x = self.held(x)
+        return gate_silent_images(super().current(x), x)
 
 
 class SpikingNetwork(nn.Module):
@@ -71,7 +99,7 @@ class SpikingNetwork(nn.Module):
 
     def reset(self) -> None:
         for st in self.stages:
-            st.neuron.reset()
+            st.reset()
 
     def set_constant_first_input(self, constant: bool) -> None:
         """Tell the first stage's neuron whether every chunk of the coming
@@ -116,17 +144,28 @@ def build_network(
     dtype: torch.dtype = torch.float32,
     lif_tau_mem_inv: float = 100.0,
     lif_tau_syn_inv: float | None = None,
+    coding: str = "rate",
 ) -> SpikingNetwork:
-    """Build the torch network of ``network.simulated_spec`` with its normalised weights."""
+    """Build the torch network of ``network.simulated_spec`` with its
+    normalised weights, for rate coding (neurons as ``neuron`` says) or
+    ``coding="ttfs"`` (:class:`TtfsStage` with TTFS neurons; ``neuron`` must
+    be ``"if"``: the code brings its own)."""
     from effmodel.errors import UsageError
 
     if neuron not in NEURONS:
         raise UsageError(f"unknown norse neuron {neuron!r} (use one of {', '.join(NEURONS)})")
+    if coding not in CODINGS:
+        raise UsageError(f"norse has no coding {coding!r} (use one of {', '.join(CODINGS)})")
+    ttfs = coding == "ttfs"
+    if ttfs and neuron != "if":
+        raise UsageError(f"norse --coding ttfs has its own neuron (fires once, resets to zero); neuron={neuron} is for rate coding")
     spec = network.simulated_spec
     shapes = spec.shapes()
     spiking = set(spiking_layer_indices(spec))
 
     def make_neuron() -> TimeScan:
+        if ttfs:
+            return TtfsIF(dtype)
         if neuron == "if":
             return IFSubtract(dtype)
         if neuron == "iaf":
@@ -163,10 +202,13 @@ def build_network(
             h, w, _ = in_shape
             k, s = layer.pool, layer.pool_stride
             syn = None
-            neu = SpikeMaxPool(k, s, torch_padding(layer, h, w, k, s))
-        stages.append(Stage(info, syn, neu))
+            neu = (TtfsMaxPool if ttfs else SpikeMaxPool)(k, s, torch_padding(layer, h, w, k, s))
+        if ttfs and syn is not None:
+            stages.append(TtfsStage(info, syn, neu, hold_inputs=bool(stages)))
+        else:
+            stages.append(Stage(info, syn, neu))
     return SpikingNetwork(spec, stages).eval()
 
 
-__all__ = ["NEURONS", "IFSubtract", "NorseIAF", "NorseLIF", "SpikeMaxPool", "SpikingNetwork", "Stage", "StageInfo",
-           "TimeScan", "build_network", "chw", "import_norse"]
+__all__ = ["CODINGS", "NEURONS", "IFSubtract", "NorseIAF", "NorseLIF", "SpikeMaxPool", "SpikingNetwork", "Stage", "StageInfo",
+           "TimeScan", "TtfsStage", "build_network", "chw", "import_norse"]

@@ -26,6 +26,14 @@ Neurons (``neuron`` option):
     current therefore reaches ``v`` one step later per layer).  Options
     ``tau_mem_inv`` (default 100/s) and ``tau_syn_inv``.
 
+Time to first spike (``--coding ttfs``, Rueckauer & Liu 2018, as the numpy
+reference ``effmodel_numpysim.ttfs``): :class:`TtfsIF` integrates until
+``v >= 1``, fires **once**, resets to zero and integrates nothing more (a
+refractory period as long as the run); :class:`TtfsMaxPool` fires once, at
+the first step any input of its window fires (the earliest spike is the
+largest activation).  The persistent current of a TTFS spike is a synapse
+matter (:class:`effmodel_norse.synapses.HeldSpikes`).
+
 Spiking max pooling: each pooling window passes on the spikes of the input
 neuron with the highest spike count so far, counts including the current
 step (Rueckauer et al. 2017; snntoolbox's ``SpikeMaxPooling2D``).  Ties go to
@@ -299,4 +307,64 @@ class SpikeMaxPool(TimeScan):
         return F.max_pool2d(x, self.k, self.s)
 
 
-__all__ = ["IFSubtract", "NEURONS", "NorseIAF", "NorseLIF", "SpikeMaxPool", "TimeScan", "import_norse"]
+class TtfsIF(TimeScan):
+    """The TTFS neuron: integrate, fire once at ``v >= v_th``, reset to zero,
+    refractory for the rest of the run (see the module docstring).  State:
+    potentials and whether each neuron has fired.  ``v_trace`` (with
+    ``record_v``) holds the potential of each step *before* the reset: at a
+    neuron's firing step, the value the ``potential`` readout compares."""
+
+    def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
+        super().__init__(dtype)
+        self.v_th = float(v_th)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if self.state is None:
+            v = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
+            fired = torch.zeros(current.shape[1:], dtype=torch.bool, device=current.device)
+        else:
+            v, fired = self.state
+        out = self.output_buffer(current.shape, current.dtype, current.device)
+        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
+        zero = torch.zeros((), dtype=self.dtype, device=current.device)
+        for t in range(current.shape[0]):
+            v = torch.where(fired, v, v + current[t].to(self.dtype))  # a neuron that has fired integrates no more
+            z = v >= self.v_th
+            if trace is not None:
+                trace[t] = v
+            v = torch.where(z, zero, v)  # reset to zero
+            fired |= z
+            out[t] = z
+        self.state = (v, fired)
+        self.v_trace = trace
+        return out
+
+
+class TtfsMaxPool(TimeScan):
+    """TTFS max pooling: a pooling neuron fires once, at the first step any
+    input of its window fires (padding never fires).  State: whether each
+    pooling neuron has fired."""
+
+    def __init__(self, k: int, s: int, pad: tuple[int, int, int, int]):
+        super().__init__(torch.float32)
+        self.k, self.s, self.pad = k, s, pad
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        tc, b = spikes.shape[:2]
+        flat = spikes.reshape(tc * b, *spikes.shape[2:])
+        if any(self.pad):
+            flat = F.pad(flat, self.pad)
+        reached = F.max_pool2d(flat, self.k, self.s) > 0  # some input of the window fires at this step
+        reached = reached.reshape(tc, b, *reached.shape[1:])
+        fired = self.state if self.state is not None else torch.zeros_like(reached[0])
+        out = self.output_buffer(reached.shape, spikes.dtype, spikes.device)
+        for t in range(tc):
+            z = reached[t] & ~fired
+            fired |= z
+            out[t] = z
+        self.state = fired
+        return out
+
+
+__all__ = ["IFSubtract", "NEURONS", "NorseIAF", "NorseLIF", "SpikeMaxPool", "TimeScan", "TtfsIF", "TtfsMaxPool",
+           "import_norse"]

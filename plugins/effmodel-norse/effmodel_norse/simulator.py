@@ -33,11 +33,12 @@ Options (``SimulationConfig.options``):
     (:mod:`effmodel_norse.cpu_kernels`; an IF layer and the max pooling
     behind it as one kernel); ``"off"``: plain torch ops, as on the GPU;
     ``"on"``: insist (an error where they cannot run: CUDA, ``lif``/``iaf``,
-    float64).  Same float32 operations, so identical spikes, SynOps and
+    float64, ``--coding ttfs``).  Same float32 operations, so identical spikes, SynOps and
     predictions either way (tested); 1.3x (MediumCNN2) to 3.1x (SmallCNN1)
     less CPU time on the reference models (benchmarks/README.md).
 ``neuron``
-    ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.network`.
+    ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.neurons`
+    (rate coding; ``--coding ttfs`` has its own neuron and refuses the others).
 ``tau_mem_inv`` / ``tau_syn_inv``
     LIF time constants (1/s), ``dt`` = 1 ms.
 ``dtype``
@@ -59,6 +60,23 @@ output spike; ``"potential"``: the most output spikes up to ``t``, ties broken
 by the highest membrane potential after step ``t``, then by the lowest index.
 Total SynOps are the same either way; the early-step error, and so the
 threshold step, differ.
+
+Codes (``config.coding``, ``effmodel run --coding``): ``rate`` (default:
+the neurons of the ``neuron`` option) or ``ttfs``, time to first spike
+(Rueckauer & Liu 2018) exactly as the numpy reference
+``effmodel_numpysim.ttfs``: every neuron fires at most once and resets to
+zero (:class:`~effmodel_norse.neurons.TtfsIF`), a spike is a persistent
+current (:class:`~effmodel_norse.synapses.HeldSpikes`), a layer gets no
+current for an image none of whose inputs has fired, max pooling fires at
+the first spike of its window, and the readout is a decision-time one
+(:meth:`NorseSession._read_out_ttfs`), with the extra figures
+``decisions_t``, ``synops_to_decision`` and ``undecided_images``.  TTFS
+runs the torch reference, not the CPU kernels: they implement rate-coded
+IF neurons and count-gated pooling, other dynamics.
+
+Every batch also returns ``output_spikes_t`` (each image's output spikes per
+step) and ``extra["correct_t_potential"]`` (the images correct per step
+under the ``potential`` readout, whatever ``readout`` is).
 
 SynOps are counted by forward hooks on the neuron modules: spikes of a layer
 at each step times the exact fan-out of each neuron
@@ -176,6 +194,7 @@ class NorseSession:
         dtype_name = str(opts.get("dtype", "float32"))
         if dtype_name not in ("float32", "float64"):
             raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
+        self.coding = str(getattr(config, "coding", "rate"))
         self.kernels = self._use_kernels(str(opts.get("kernels", "auto")), str(opts.get("neuron", "if")), dtype_name)
         self.mode = choose_mode(self.spec, self.device, self.kernels) if mode == "auto" else mode
         self.chunk_elements = int(opts.get("chunk_elements", 2**22))
@@ -190,6 +209,7 @@ class NorseSession:
             dtype=getattr(torch, dtype_name),
             lif_tau_mem_inv=float(opts.get("tau_mem_inv", 100.0)),
             lif_tau_syn_inv=None if opts.get("tau_syn_inv") is None else float(opts["tau_syn_inv"]),
+            coding=self.coding,
         ).to(self.device)
         self.stages = list(self.net.stages)
         self.output = self.stages[-1]
@@ -215,6 +235,7 @@ class NorseSession:
         self._acc: dict[str, dict[str, torch.Tensor]] = {}
         self._t0 = 0
         self._deferred: dict[str, torch.Tensor] = {}
+        self._synops_image: torch.Tensor | None = None
         self._record = False
         self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
 
@@ -242,9 +263,9 @@ class NorseSession:
         torch path.  Both give identical spikes and SynOps (tested)."""
         if kernels not in KERNELS:
             raise UsageError(f"norse kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
-        possible = self.device.type == "cpu" and neuron == "if" and dtype_name == "float32"
+        possible = self.device.type == "cpu" and neuron == "if" and dtype_name == "float32" and self.coding == "rate"
         if kernels == "on" and not possible:
-            raise UsageError("norse kernels=on needs device cpu, neuron if and dtype float32")
+            raise UsageError("norse kernels=on needs device cpu, neuron if, dtype float32 and --coding rate")
         if kernels != "off" and possible and importlib.util.find_spec("numba") is None:
             if kernels == "on":
                 raise UsageError("norse kernels=on needs numba (pip install numba); kernels=off runs without it")
@@ -359,6 +380,9 @@ class NorseSession:
             acc["synops"][rows] = per_neuron @ arg
         if self._record:
             acc["counts"] += out.sum(0)  # float32: per-neuron totals <= T < 2**24 are exact
+        if self._synops_image is not None:  # ttfs: each image's SynOps per step, for synops_to_decision
+            fan = self.input_fanout if name == "input" else self.fanout[name]
+            self._synops_image[rows] += out.reshape(tc, b, -1).double() @ fan
 
     def chunk_steps(self, batch: int, analog: bool = False) -> int:
         """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``
@@ -406,6 +430,7 @@ class NorseSession:
         labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
         self.net.reset()
         self._record = bool(self.config.record_spiketrains)
+        self._synops_image = torch.zeros((T, b), dtype=torch.float64, device=dev) if self.coding == "ttfs" else None
         self._acc = {}
         for st in self.stages:
             a = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
@@ -454,7 +479,10 @@ class NorseSession:
                 kept = st.neuron.neuron_counts()  # a fused kernel's own per-neuron counts
                 if kept is not None:
                     self._acc[st.info.name]["counts"] = kept.clone()
-        readouts = self._read_out(out_spikes, out_v, labels)
+        if self.coding == "ttfs":
+            readouts, ttfs_extra = self._read_out_ttfs(out_spikes, out_v, labels)
+        else:
+            readouts, ttfs_extra = self._read_out(out_spikes, out_v, labels), {}
         correct, pred = readouts[self.readout]
         self.output.neuron.record_v = False
         spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
@@ -474,7 +502,7 @@ class NorseSession:
             spike_counts=spike_counts,
             extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision,
                    "norse_kernels": "on" if self.kernels else "off",
-                   "correct_t_potential": readouts["potential"][0].cpu().numpy()},
+                   "correct_t_potential": readouts["potential"][0].cpu().numpy(), **ttfs_extra},
             output_spikes_t=out_spikes.permute(1, 0, 2).to(torch.int8).cpu().numpy(),
         )
 
@@ -495,6 +523,42 @@ class NorseSession:
         by_spikes = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(by_potential, -1))
         return {name: ((pred_t == labels).sum(1), pred_t[-1])
                 for name, pred_t in (("spikes", by_spikes), ("potential", by_potential))}
+
+    def _read_out_ttfs(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor
+                       ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, Any]]:
+        """The decision-time readout of ``--coding ttfs``, as the numpy
+        reference's: an image is decided at the step its first output neuron
+        fires, as the class that fired (several at that step: the lowest
+        index under ``spikes``, the highest potential before the reset under
+        ``potential``); the decision never changes.  Before it: no class
+        (``spikes``) or the highest potential (``potential``).  ``out_v``:
+        the output potentials before each step's reset (:class:`TtfsIF`).
+
+        Also the extra figures (summed over batches by the core):
+        ``decisions_t`` (images deciding at each step), ``synops_to_decision``
+        (each decided image's SynOps up to and including its decision step,
+        summed) and ``undecided_images``."""
+        T, b = out_spikes.shape[:2]
+        fired = out_spikes.sum(-1) > 0  # (T, B)
+        decided = torch.cumsum(fired.to(torch.int32), 0) > 0  # (T, B): decided by step t
+        first = torch.argmax(fired.to(torch.int32), 0)  # (B,) the decision step (0 where never: masked)
+        images = torch.arange(b, device=out_spikes.device)
+        at_first = out_spikes[first, images]  # (B, K) who fired at the decision step
+        minus_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=out_v.device)
+        by_v = torch.where(at_first > 0, out_v[first, images].to(torch.float64), minus_inf).argmax(-1)
+        no_class = torch.full((T, b), -1, dtype=torch.int64, device=out_spikes.device)
+        pred = {
+            "spikes": torch.where(decided, at_first.argmax(-1)[None], no_class),  # argmax: the first maximum
+            "potential": torch.where(decided, by_v[None], out_v.argmax(-1)),
+        }
+        ever = decided[-1]
+        to_decision = torch.cumsum(self._synops_image, 0)[first, images]  # (B,) SynOps up to the decision step
+        extra = {
+            "decisions_t": torch.bincount(first[ever], minlength=T).cpu().numpy().astype(np.int64),
+            "synops_to_decision": int(round(float(to_decision[ever].sum()))),
+            "undecided_images": int((~ever).sum()),
+        }
+        return {name: ((p == labels).sum(1), p[-1]) for name, p in pred.items()}, extra
 
     def close(self) -> None:
         for h in self._hooks:

@@ -14,6 +14,10 @@ Keras vs torch layouts, handled once at conversion:
 * average pooling divides by the number of *real* taps at padded borders
   (Keras semantics).
 
+Under time-to-first-spike coding a spike is a persistent step of current:
+:class:`HeldSpikes` turns each step's spikes into the map of the inputs that
+have fired so far, which the synapse then weighs at every step.
+
 Spiking max pooling has no synapse: its gate is a neuron module
 (:mod:`effmodel_norse.neurons`).
 """
@@ -92,4 +96,37 @@ class AvgPool(nn.Module):
         return F.avg_pool2d(F.pad(x, self.pad), self.k, self.s) * (self.k * self.k) / self.taps.to(x.dtype)
 
 
-__all__ = ["AvgPool", "Conv", "Dense", "chw", "torch_padding"]
+class HeldSpikes(nn.Module):
+    """TTFS's persistent synapse input (Rueckauer & Liu 2018; snntoolbox's
+    post-synaptic potential wherever ``last_spiketimes > 0``): from the
+    step an input neuron fires on, its targets receive its weight at every
+    step.  Maps a chunk of spikes ``(Tc, B, ...)`` to which inputs have fired
+    by each step (0/1, same dtype); the state persists across chunks until
+    :meth:`reset`."""
+
+    def __init__(self):
+        super().__init__()
+        self.state: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        fired = torch.cumsum(spikes, 0).clamp_(max=1)
+        if self.state is not None:
+            fired = torch.maximum(fired, self.state)
+        self.state = fired[-1].clone()
+        return fired
+
+
+def gate_silent_images(current: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``current`` ``(Tc, B, ...)`` set to zero (bias included) for an image
+    none of whose ``inputs`` ``(Tc, B, ...)`` is non-zero at that step: under
+    TTFS a layer receives nothing until one of its inputs has fired (as the
+    numpy reference, per image; snntoolbox decides it for the whole batch)."""
+    active = inputs.flatten(2).ne(0).any(-1)  # (Tc, B)
+    active = active.reshape(*active.shape, *([1] * (current.dim() - 2)))
+    return torch.where(active, current, torch.zeros((), dtype=current.dtype, device=current.device))
+
+
+__all__ = ["AvgPool", "Conv", "Dense", "HeldSpikes", "chw", "gate_silent_images", "torch_padding"]
