@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,8 +26,12 @@ from effmodel.counting import spiking_layer_indices
 from effmodel.simulation import ConvertedNetwork
 from effmodel.specs import ArchitectureSpec
 
-from .neurons import NEURONS, IFSubtract, NorseIAF, NorseLIF, SpikeMaxPool, TimeScan, TtfsIF, TtfsMaxPool, import_norse
-from .synapses import AvgPool, Conv, Dense, HeldSpikes, chw, gate_silent_images, torch_padding
+from .neurons import (NEURONS, AdaptiveSpiking, AsnParameters, IFResetZero, IFSubtract, NorseIAF, NorseLIF, SpikeMaxPool,
+                      TimeScan, TtfsIF, TtfsMaxPool, import_norse, spike_height)
+from .synapses import AvgPool, Conv, Dense, HeldSpikes, SpikeHeight, chw, gate_silent_images, torch_padding
+
+RESETS = ("subtract", "zero")
+"""The ``reset`` option's values (``if`` and ``adaptive`` neurons)."""
 
 CODINGS = ("rate", "ttfs")
 """The neural codes :func:`build_network` builds (``--coding``)."""
@@ -145,11 +150,14 @@ def build_network(
     lif_tau_mem_inv: float = 100.0,
     lif_tau_syn_inv: float | None = None,
     coding: str = "rate",
+    reset: str = "subtract",
+    asn: AsnParameters = AsnParameters(),
 ) -> SpikingNetwork:
     """Build the torch network of ``network.simulated_spec`` with its
-    normalised weights, for rate coding (neurons as ``neuron`` says) or
-    ``coding="ttfs"`` (:class:`TtfsStage` with TTFS neurons; ``neuron`` must
-    be ``"if"``: the code brings its own)."""
+    normalised weights, for rate coding (neurons as ``neuron`` and ``reset``
+    say; ``asn``: the adaptive neurons' constants) or ``coding="ttfs"``
+    (:class:`TtfsStage` with TTFS neurons; ``neuron`` must be ``"if"``: the
+    code brings its own)."""
     from effmodel.errors import UsageError
 
     if neuron not in NEURONS:
@@ -159,15 +167,22 @@ def build_network(
     ttfs = coding == "ttfs"
     if ttfs and neuron != "if":
         raise UsageError(f"norse --coding ttfs has its own neuron (fires once, resets to zero); neuron={neuron} is for rate coding")
+    if reset not in RESETS:
+        raise UsageError(f"norse reset must be one of {', '.join(RESETS)}, got {reset!r}")
+    adaptive = neuron == "adaptive"
+    height = spike_height(asn) if adaptive else 1.0
     spec = network.simulated_spec
     shapes = spec.shapes()
     spiking = set(spiking_layer_indices(spec))
 
-    def make_neuron() -> TimeScan:
+    def make_neuron(bias: np.ndarray | None = None, conv: bool = False) -> TimeScan:
         if ttfs:
             return TtfsIF(dtype)
+        if adaptive:  # the first layer takes its current directly; a conv bias broadcasts over NCHW
+            b = None if bias is None else torch.from_numpy(np.asarray(bias, np.float64))
+            return AdaptiveSpiking(asn, b if b is None or not conv else b[:, None, None], direct=not stages, reset=reset)
         if neuron == "if":
-            return IFSubtract(dtype)
+            return IFSubtract(dtype) if reset == "subtract" else IFResetZero(dtype)
         if neuron == "iaf":
             return NorseIAF(dtype)
         return NorseLIF(dtype, lif_tau_mem_inv, lif_tau_syn_inv)
@@ -186,13 +201,14 @@ def build_network(
         if layer.type == "conv2d":
             h, w, _ = in_shape
             w_ = network.normalised_weights[layer.name]
-            syn: nn.Module | None = Conv(w_.kernel, w_.bias, layer.stride, torch_padding(layer, h, w, layer.kernel, layer.stride))
-            neu = make_neuron()
+            bias = None if adaptive else w_.bias  # adaptive neurons hold the bias themselves (the constant part of S)
+            syn: nn.Module | None = Conv(w_.kernel, bias, layer.stride, torch_padding(layer, h, w, layer.kernel, layer.stride))
+            neu = make_neuron(w_.bias, conv=True)
         elif layer.type == "dense":
             w_ = network.normalised_weights[layer.name]
-            syn = Dense(w_.kernel, w_.bias, flat_from)
+            syn = Dense(w_.kernel, None if adaptive else w_.bias, flat_from)
             flat_from = None
-            neu = make_neuron()
+            neu = make_neuron(w_.bias)
         elif layer.type == "avgpool":
             h, w, _ = in_shape
             k, s = layer.pool, layer.pool_stride
@@ -203,6 +219,8 @@ def build_network(
             k, s = layer.pool, layer.pool_stride
             syn = None
             neu = (TtfsMaxPool if ttfs else SpikeMaxPool)(k, s, torch_padding(layer, h, w, k, s))
+        if adaptive and syn is not None and stages:
+            syn = SpikeHeight(syn, height)  # spikes of height H into every layer after the first
         if ttfs and syn is not None:
             stages.append(TtfsStage(info, syn, neu, hold_inputs=bool(stages)))
         else:
@@ -210,5 +228,5 @@ def build_network(
     return SpikingNetwork(spec, stages).eval()
 
 
-__all__ = ["CODINGS", "NEURONS", "IFSubtract", "NorseIAF", "NorseLIF", "SpikeMaxPool", "SpikingNetwork", "Stage", "StageInfo",
+__all__ = ["CODINGS", "NEURONS", "RESETS", "IFSubtract", "NorseIAF", "NorseLIF", "SpikeMaxPool", "SpikingNetwork", "Stage", "StageInfo",
            "TimeScan", "TtfsStage", "build_network", "chw", "import_norse"]

@@ -26,6 +26,28 @@ Neurons (``neuron`` option):
     current therefore reaches ``v`` one step later per layer).  Options
     ``tau_mem_inv`` (default 100/s) and ``tau_syn_inv``.
 
+``reset`` option, for ``if`` and ``adaptive``: ``subtract`` (default) or
+``zero``; ``if`` with ``reset=zero`` is :class:`IFResetZero` (``>=`` as
+``if``, unlike Norse's ``iaf``).
+
+``adaptive``
+    The adaptive spiking neuron (ASN) of Zambrano, Nusselder, Scholte &
+    Bohte, "Sparse Computation in Adaptive Spiking Neural Networks" (Front.
+    Neurosci. 2019), as the numpy reference ``effmodel_numpysim.adaptive``
+    (:class:`AdaptiveSpiking`): a rate code that fires only as often as it
+    needs to track its input.  Input current ``I`` (spikes of height ``H``
+    through a post-synaptic current decaying with ``tau_beta``; the first
+    layer takes ``W x`` directly), membrane ``S = b + (phi * I)`` (filter
+    ``tau_phi``), self-prediction ``S_hat`` (decay ``tau_eta``), a spike when
+    ``S - S_hat > theta / 2``, then ``S_hat += theta`` (``reset=zero``:
+    ``S_hat = S``), and a multiplicative adaptive threshold ``theta = theta0
+    + sum m_f theta(t_s) exp(-(t - t_s)/tau_gamma)``, ``theta0 = m_f``.
+    Steps of 1 ms: ``tau_phi`` 2.5, ``tau_gamma`` 15, ``tau_eta = tau_beta``
+    50, ``m_f`` 0.1 (``mf`` option).  Conversion rule: the spike height ``H``
+    makes the ASN's transfer function map activation 1 to 1
+    (:func:`spike_height`), so normalised ReLU units are replaced directly.
+    State in float64, as the reference.
+
 Time to first spike (``--coding ttfs``, Rueckauer & Liu 2018, as the numpy
 reference ``effmodel_numpysim.ttfs``): :class:`TtfsIF` integrates until
 ``v >= 1``, fires **once**, resets to zero and integrates nothing more (a
@@ -45,14 +67,18 @@ Average pooling feeds the mean of the input spikes into IF neurons.
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-NEURONS = ("if", "iaf", "lif")
+NEURONS = ("if", "iaf", "lif", "adaptive")
 """The rate-coded neuron models of the ``neuron`` option."""
 
 
@@ -307,6 +333,122 @@ class SpikeMaxPool(TimeScan):
         return F.max_pool2d(x, self.k, self.s)
 
 
+class IFResetZero(TimeScan):
+    """IF neuron that resets to zero (``reset=zero``): as :class:`IFSubtract`
+    (``v >= v_th``) but ``v = 0`` after a spike, so the charge above the
+    threshold is lost (the numpy reference's ``reset=zero``)."""
+
+    def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
+        super().__init__(dtype)
+        self.v_th = float(v_th)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        v = self.state
+        if v is None:
+            v = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
+        out = self.output_buffer(current.shape, current.dtype, current.device)
+        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
+        for t in range(current.shape[0]):
+            v.add_(current[t])
+            z = out[t]
+            torch.ge(v, self.v_th, out=z)
+            v.masked_fill_(z.bool(), 0.0)  # reset to zero
+            if trace is not None:
+                trace[t] = v
+        self.state = v
+        self.v_trace = trace
+        return out
+
+
+@dataclass(frozen=True)
+class AsnParameters:
+    """The adaptive spiking neuron's constants; times in steps (1 ms each)."""
+
+    mf: float = 0.1  # speed of adaptation, also the resting threshold theta0
+    tau_phi: float = 2.5  # membrane filter
+    tau_gamma: float = 15.0  # threshold adaptation
+    tau_eta: float = 50.0  # the self-prediction S_hat, and the post-synaptic current (tau_beta)
+
+    @property
+    def theta0(self) -> float:
+        return self.mf
+
+    @property
+    def tau_beta(self) -> float:
+        return self.tau_eta
+
+
+def transfer(s, p: AsnParameters = AsnParameters()) -> np.ndarray:
+    """The ASN's transfer function for spikes of height 1: the mean
+    post-synaptic contribution of a neuron held at activation ``s`` (0 below
+    ``theta0 / 2``), after Zambrano et al. 2019 as its authors' group codes
+    it (``transfer_avgPSP``); the numpy reference implements the same."""
+    s = np.asarray(s, dtype=np.float64)
+    g, e, th = p.tau_gamma, p.tau_eta, p.theta0
+    c1, c2 = 2 * p.mf * g * g, 2 * th * e * g
+    c3, c4 = g * (p.mf * g + 2 * (p.mf + 1) * e), th * e * (g + e)
+
+    def psp(x):
+        return 1.0 / np.expm1((c1 * x + c2) / (c3 * x + c4))
+
+    below = s < th / 2
+    return np.where(below, 0.0, psp(np.where(below, th / 2, s)) - psp(th / 2) + 0.5)
+
+
+def spike_height(p: AsnParameters = AsnParameters()) -> float:
+    """The conversion rule: the spike height ``H`` for which the transfer maps activation 1 to 1."""
+    return float(1.0 / transfer(1.0, p))
+
+
+class AdaptiveSpiking(TimeScan):
+    """A layer of adaptive spiking neurons (see the module docstring).
+
+    ``bias``: the layer's bias, the constant part of ``S`` (broadcast over
+    the neurons, NCHW), or None; ``direct``: the first layer, whose current
+    (``W x``, no bias) is taken as ``I`` directly instead of through the
+    post-synaptic filter.  The input of later layers is spikes of height
+    ``H`` (:class:`~effmodel_norse.synapses.SpikeHeight`).  ``v_trace`` (with
+    ``record_v``): ``S - S_hat`` after each step, what the ``potential``
+    readout compares.  State and arithmetic in float64, operation for
+    operation as the numpy reference."""
+
+    def __init__(self, params: AsnParameters, bias: torch.Tensor | None, direct: bool, reset: str = "subtract"):
+        super().__init__(torch.float64)
+        self.p, self.direct, self.reset_to_zero = params, direct, reset == "zero"
+        self.register_buffer("bias", None if bias is None else bias.to(torch.float64))
+        self.d_phi, self.d_gamma, self.d_eta = (math.exp(-1.0 / t) for t in (params.tau_phi, params.tau_gamma, params.tau_eta))
+        self.d_beta = math.exp(-1.0 / params.tau_beta)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        shape, dev = current.shape[1:], current.device
+        if self.state is None:
+            zeros = torch.zeros(shape, dtype=torch.float64, device=dev)
+            bias = torch.zeros((), dtype=torch.float64, device=dev) if self.bias is None else self.bias
+            self.state = {"I": zeros.clone(), "S_dyn": zeros.clone(), "S_hat": zeros.clone(), "theta_dyn": zeros.clone(),
+                          "theta": torch.full(shape, self.p.theta0, dtype=torch.float64, device=dev), "bias": bias, "S": zeros}
+        s = self.state
+        out = self.output_buffer(current.shape, current.dtype, current.device)
+        trace = torch.empty(current.shape, dtype=torch.float64, device=dev) if self.record_v else None
+        for t in range(current.shape[0]):
+            c = current[t].to(torch.float64)
+            s["I"] = c if self.direct else self.d_beta * s["I"] + c  # post-synaptic current
+            s["S_dyn"] = (1 - self.d_phi) * s["I"] + self.d_phi * s["S_dyn"]  # membrane filter
+            s["S"] = s["bias"] + s["S_dyn"]
+            s["S_hat"] = s["S_hat"] * self.d_eta
+            spike = s["S"] - s["S_hat"] > s["theta"] / 2
+            if self.reset_to_zero:
+                s["S_hat"] = torch.where(spike, s["S"], s["S_hat"])
+            else:
+                s["S_hat"] = s["S_hat"] + s["theta"] * spike
+            s["theta_dyn"] = (s["theta_dyn"] + self.p.mf * s["theta"] * spike) * self.d_gamma
+            s["theta"] = self.p.theta0 + s["theta_dyn"]
+            out[t] = spike
+            if trace is not None:
+                trace[t] = s["S"] - s["S_hat"]
+        self.v_trace = trace
+        return out
+
+
 class TtfsIF(TimeScan):
     """The TTFS neuron: integrate, fire once at ``v >= v_th``, reset to zero,
     refractory for the rest of the run (see the module docstring).  State:
@@ -366,5 +508,5 @@ class TtfsMaxPool(TimeScan):
         return out
 
 
-__all__ = ["IFSubtract", "NEURONS", "NorseIAF", "NorseLIF", "SpikeMaxPool", "TimeScan", "TtfsIF", "TtfsMaxPool",
-           "import_norse"]
+__all__ = ["AdaptiveSpiking", "AsnParameters", "IFResetZero", "IFSubtract", "NEURONS", "NorseIAF", "NorseLIF", "SpikeMaxPool", "TimeScan", "TtfsIF", "TtfsMaxPool",
+           "import_norse", "spike_height", "transfer"]

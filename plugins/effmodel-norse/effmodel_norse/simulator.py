@@ -37,8 +37,13 @@ Options (``SimulationConfig.options``):
     predictions either way (tested); 1.3x (MediumCNN2) to 3.1x (SmallCNN1)
     less CPU time on the reference models (benchmarks/README.md).
 ``neuron``
-    ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.neurons`
-    (rate coding; ``--coding ttfs`` has its own neuron and refuses the others).
+    ``"if"`` (default), ``"iaf"``, ``"lif"`` or ``"adaptive"`` (Zambrano et
+    al. 2019): see :mod:`effmodel_norse.neurons` (rate coding; ``--coding
+    ttfs`` has its own neuron and refuses the others).
+``reset``
+    ``if`` and ``adaptive`` neurons: ``"subtract"`` (default) or ``"zero"``.
+``mf``
+    ``adaptive`` neurons: the speed of adaptation ``m_f`` (default 0.1).
 ``tau_mem_inv`` / ``tau_syn_inv``
     LIF time constants (1/s), ``dt`` = 1 ms.
 ``dtype``
@@ -103,10 +108,11 @@ from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
 from effmodel.specs import ArchitectureSpec
 
 from .network import SpikeMaxPool, build_network, import_norse
+from .neurons import AsnParameters
 from .synapses import chw
 
-OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout",
-           "precision", "threads", "kernels")
+OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "reset", "mf", "tau_mem_inv", "tau_syn_inv", "dtype", "device",
+           "readout", "precision", "threads", "kernels")
 KERNELS = ("auto", "on", "off")
 MODES = ("auto", "layerwise", "stepwise")
 PRECISIONS = ("fp32", "tf32")
@@ -195,7 +201,10 @@ class NorseSession:
         if dtype_name not in ("float32", "float64"):
             raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
         self.coding = str(getattr(config, "coding", "rate"))
-        self.kernels = self._use_kernels(str(opts.get("kernels", "auto")), str(opts.get("neuron", "if")), dtype_name)
+        self.neuron = str(opts.get("neuron", "if"))
+        self.reset = str(opts.get("reset", "zero" if self.coding == "ttfs" else "subtract"))
+        self._check_neuron_options(opts)
+        self.kernels = self._use_kernels(str(opts.get("kernels", "auto")), self.neuron, dtype_name)
         self.mode = choose_mode(self.spec, self.device, self.kernels) if mode == "auto" else mode
         self.chunk_elements = int(opts.get("chunk_elements", 2**22))
         self.fixed_chunk = int(opts["chunk_steps"]) if opts.get("chunk_steps") else None
@@ -205,11 +214,13 @@ class NorseSession:
             raise UsageError("norse chunk_elements and chunk_steps must be positive")
         self.net = build_network(
             network,
-            neuron=str(opts.get("neuron", "if")),
+            neuron=self.neuron,
             dtype=getattr(torch, dtype_name),
             lif_tau_mem_inv=float(opts.get("tau_mem_inv", 100.0)),
             lif_tau_syn_inv=None if opts.get("tau_syn_inv") is None else float(opts["tau_syn_inv"]),
             coding=self.coding,
+            reset=self.reset,
+            asn=AsnParameters(mf=float(opts.get("mf", AsnParameters.mf))),
         ).to(self.device)
         self.stages = list(self.net.stages)
         self.output = self.stages[-1]
@@ -263,14 +274,36 @@ class NorseSession:
         torch path.  Both give identical spikes and SynOps (tested)."""
         if kernels not in KERNELS:
             raise UsageError(f"norse kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
-        possible = self.device.type == "cpu" and neuron == "if" and dtype_name == "float32" and self.coding == "rate"
+        possible = (self.device.type == "cpu" and neuron == "if" and self.reset == "subtract" and dtype_name == "float32"
+                    and self.coding == "rate")
         if kernels == "on" and not possible:
-            raise UsageError("norse kernels=on needs device cpu, neuron if, dtype float32 and --coding rate")
+            raise UsageError("norse kernels=on needs device cpu, neuron if, reset subtract, dtype float32 and --coding rate")
         if kernels != "off" and possible and importlib.util.find_spec("numba") is None:
             if kernels == "on":
                 raise UsageError("norse kernels=on needs numba (pip install numba); kernels=off runs without it")
             return False  # auto: the torch path, slower but the same results
         return kernels != "off" and possible
+
+    def _check_neuron_options(self, opts: dict) -> None:
+        """Refuse, in one line, neuron options that mean nothing together (as
+        the numpy reference): under ``--coding ttfs`` the neurons fire once
+        and reset to zero (``neuron=if`` and ``reset=zero`` describe them,
+        anything else is refused); ``mf`` belongs to adaptive neurons; ``reset``
+        to ``if`` and ``adaptive`` (Norse's ``iaf`` and ``lif`` reset to zero
+        by their own rule)."""
+        if self.coding == "ttfs":
+            rate_only = [f"{k}={opts[k]}" for k in ("neuron", "reset", "mf")
+                         if k in opts and (k, str(opts[k])) not in {("neuron", "if"), ("reset", "zero")}]
+            if rate_only:
+                raise UsageError(f"norse --coding ttfs neurons fire once and reset to zero: option {', '.join(rate_only)} "
+                                 "applies to rate coding")
+            return
+        if "mf" in opts and self.neuron != "adaptive":
+            raise UsageError("norse option mf applies to neuron=adaptive")
+        if "mf" in opts and not float(opts["mf"]) > 0:
+            raise UsageError(f"norse option mf must be positive, got {opts['mf']!r}")
+        if "reset" in opts and self.neuron not in ("if", "adaptive"):
+            raise UsageError(f"norse option reset applies to neuron=if|adaptive; neuron={self.neuron} has its own")
 
     def _configure_threads(self, threads: Any) -> None:
         """CPU: size torch's pools to the idle cores this process may use

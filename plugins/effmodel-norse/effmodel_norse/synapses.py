@@ -119,6 +119,20 @@ class HeldSpikes(nn.Module):
         return fired
 
 
+class SpikeHeight(nn.Module):
+    """``synapse`` fed spikes of height ``height`` instead of 1: the adaptive
+    spiking neurons' conversion rule (:func:`effmodel_norse.neurons.spike_height`).
+    The spikes are scaled before the synapse, as the numpy reference does,
+    so that the currents are the same floats."""
+
+    def __init__(self, synapse: nn.Module, height: float):
+        super().__init__()
+        self.synapse, self.height = synapse, float(height)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.synapse(x * self.height)
+
+
 def gate_silent_images(current: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """``current`` ``(Tc, B, ...)`` set to zero (bias included) for an image
     none of whose ``inputs`` ``(Tc, B, ...)`` is non-zero at that step: under
@@ -129,4 +143,4 @@ def gate_silent_images(current: torch.Tensor, inputs: torch.Tensor) -> torch.Ten
     return torch.where(active, current, torch.zeros((), dtype=current.dtype, device=current.device))
 
 
-__all__ = ["AvgPool", "Conv", "Dense", "HeldSpikes", "chw", "gate_silent_images", "torch_padding"]
+__all__ = ["AvgPool", "Conv", "Dense", "HeldSpikes", "SpikeHeight", "chw", "gate_silent_images", "torch_padding"]

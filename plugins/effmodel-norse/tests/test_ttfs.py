@@ -197,7 +197,7 @@ def test_what_ttfs_refuses():
     cfg = SimulationConfig(duration=5, coding="ttfs", options={"kernels": "on"})
     with pytest.raises(UsageError, match="kernels=on needs .*--coding rate"):
         _norse().open(net, cfg)
-    with pytest.raises(UsageError, match="ttfs has its own neuron"):
+    with pytest.raises(UsageError, match="ttfs neurons fire once and reset to zero: option neuron=lif applies to rate coding"):
         _norse().open(net, SimulationConfig(duration=5, coding="ttfs", options={"neuron": "lif"}))
     session = _norse().open(net, SimulationConfig(duration=5, coding="ttfs", options={"device": "cpu"}))
     assert not session.kernels  # auto: the torch reference runs TTFS
