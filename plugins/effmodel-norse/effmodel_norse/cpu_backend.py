@@ -66,6 +66,10 @@ class SelfCounting:
         self.fan_uniform = uniform_fan(self.fan)
         self.counted = None
 
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]  # the neuron module's own reset, next in the MRO
+        self.counted = None
+
     def kernel_ready(self, x: torch.Tensor) -> bool:
         """Whether this chunk runs on a kernel: a float32 chunk on the CPU
         (else the torch reference runs, e.g. after ``.to("cuda")``)."""
@@ -85,10 +89,6 @@ class KernelIF(SelfCounting, IFSubtract):
         # set by the simulator for the first layer under analog input: every
         # chunk of this batch carries the same current at every step
         self.constant_input = False
-
-    def reset(self) -> None:
-        super().reset()
-        self.counted = None
 
     def _chunk_input(self, current: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """The chunk's current as the kernels read it, and whether it is the
@@ -128,10 +128,6 @@ class KernelMaxPool(SelfCounting, SpikeMaxPool):
         self.max_steps, self.reuse_output = reference.max_steps, reference.reuse_output
         self.init_counting(fan)
 
-    def reset(self) -> None:
-        super().reset()
-        self.counted = None
-
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         if not self.kernel_ready(spikes):
             return super().forward(spikes)
@@ -150,21 +146,12 @@ class KernelMaxPool(SelfCounting, SpikeMaxPool):
         return out
 
 
-class FusedMaxPool(SelfCounting, SpikeMaxPool):
+class FusedMaxPool(KernelMaxPool):
     """The pooling stage of a :class:`FusedIFMaxPool` pair: its input is
     already pooled (and counted) by the IF kernel before it; it passes the
     spikes on and reports the counts the pair left in ``counted``."""
 
     fused = True
-
-    def __init__(self, reference: SpikeMaxPool, fan: np.ndarray):
-        super().__init__(reference.k, reference.s, reference.pad)
-        self.max_steps, self.reuse_output = reference.max_steps, reference.reuse_output
-        self.init_counting(fan)
-
-    def reset(self) -> None:
-        super().reset()
-        self.counted = None
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         return spikes

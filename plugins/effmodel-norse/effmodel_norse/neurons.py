@@ -159,16 +159,18 @@ class TimeScan(nn.Module):
         return out
 
 
-class IFSubtract(TimeScan):
-    """IF neuron with reset by subtraction (see the module docstring): the
-    torch reference, whose float32 operations the CPU kernels repeat one for
-    one (:mod:`effmodel_norse.cpu_backend`)."""
+class IntegrateAndFire(TimeScan):
+    """IF neurons, threshold ``v_th``, spike when ``v >= v_th`` (as the INI
+    simulator), then :meth:`reset_spiking` (subclasses: by subtraction or to
+    zero)."""
 
     def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
         super().__init__(dtype)
-        nt = import_norse()
-        self.p = nt.IAFParameters(v_th=torch.as_tensor(v_th, dtype=dtype), v_reset=torch.as_tensor(0.0, dtype=dtype))
         self.v_th = float(v_th)
+
+    def reset_spiking(self, v: torch.Tensor, z: torch.Tensor) -> None:
+        """Reset the potentials ``v`` of the neurons that spiked (``z``, 0/1) in place."""
+        raise NotImplementedError
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         v = self.state
@@ -180,12 +182,35 @@ class IFSubtract(TimeScan):
             v.add_(current[t])
             z = out[t]
             torch.ge(v, self.v_th, out=z)  # z = H(v - v_th), '>=' as the INI simulator
-            v.sub_(z, alpha=self.v_th)  # Norse's reset_subtract, in place
+            self.reset_spiking(v, z)
             if trace is not None:
                 trace[t] = v
         self.state = v
         self.v_trace = trace
         return out
+
+
+class IFSubtract(IntegrateAndFire):
+    """IF neuron with reset by subtraction (see the module docstring): the
+    torch reference, whose float32 operations the CPU kernels repeat one for
+    one (:mod:`effmodel_norse.cpu_backend`)."""
+
+    def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
+        super().__init__(dtype, v_th)
+        nt = import_norse()
+        self.p = nt.IAFParameters(v_th=torch.as_tensor(v_th, dtype=dtype), v_reset=torch.as_tensor(0.0, dtype=dtype))
+
+    def reset_spiking(self, v: torch.Tensor, z: torch.Tensor) -> None:
+        v.sub_(z, alpha=self.v_th)  # Norse's reset_subtract, in place
+
+
+class IFResetZero(IntegrateAndFire):
+    """IF neuron that resets to zero (``reset=zero``): as :class:`IFSubtract`
+    (``v >= v_th``) but ``v = 0`` after a spike, so the charge above the
+    threshold is lost (the numpy reference's ``reset=zero``)."""
+
+    def reset_spiking(self, v: torch.Tensor, z: torch.Tensor) -> None:
+        v.masked_fill_(z.bool(), 0.0)
 
 
 class NorseIAF(TimeScan):
@@ -331,33 +356,6 @@ class SpikeMaxPool(TimeScan):
         if any(self.pad):
             x = F.pad(x, self.pad, value=-float("inf"))
         return F.max_pool2d(x, self.k, self.s)
-
-
-class IFResetZero(TimeScan):
-    """IF neuron that resets to zero (``reset=zero``): as :class:`IFSubtract`
-    (``v >= v_th``) but ``v = 0`` after a spike, so the charge above the
-    threshold is lost (the numpy reference's ``reset=zero``)."""
-
-    def __init__(self, dtype: torch.dtype, v_th: float = 1.0):
-        super().__init__(dtype)
-        self.v_th = float(v_th)
-
-    def forward(self, current: torch.Tensor) -> torch.Tensor:
-        v = self.state
-        if v is None:
-            v = torch.zeros(current.shape[1:], dtype=self.dtype, device=current.device)
-        out = self.output_buffer(current.shape, current.dtype, current.device)
-        trace = torch.empty(current.shape, dtype=self.dtype, device=current.device) if self.record_v else None
-        for t in range(current.shape[0]):
-            v.add_(current[t])
-            z = out[t]
-            torch.ge(v, self.v_th, out=z)
-            v.masked_fill_(z.bool(), 0.0)  # reset to zero
-            if trace is not None:
-                trace[t] = v
-        self.state = v
-        self.v_trace = trace
-        return out
 
 
 @dataclass(frozen=True)
@@ -508,5 +506,5 @@ class TtfsMaxPool(TimeScan):
         return out
 
 
-__all__ = ["AdaptiveSpiking", "AsnParameters", "IFResetZero", "IFSubtract", "NEURONS", "NorseIAF", "NorseLIF", "SpikeMaxPool", "TimeScan", "TtfsIF", "TtfsMaxPool",
+__all__ = ["AdaptiveSpiking", "AsnParameters", "IFResetZero", "IFSubtract", "IntegrateAndFire", "NEURONS", "NorseIAF", "NorseLIF", "SpikeMaxPool", "TimeScan", "TtfsIF", "TtfsMaxPool",
            "import_norse", "spike_height", "transfer"]
