@@ -16,8 +16,11 @@ OPTIONS = (
     SimulatorOption("chunk_steps", int, None, doc="layerwise: a fixed chunk length in steps (default: from chunk_elements; 5 on CUDA)"),
     SimulatorOption("precision", str, "fp32", ("fp32", "tf32"), "CUDA: fp32 turns TF32 off so the GPU gives the CPU's spikes"),
     SimulatorOption("threads", (int, str), "auto", doc="CPU threads for torch: auto (the idle cores) or a number"),
-    SimulatorOption("kernels", str, "auto", ("auto", "on", "off"), "CPU: numba IF/max-pool kernels with fused counting"),
-    SimulatorOption("neuron", str, "if", ("if", "iaf", "lif"), "the spiking neuron model (effmodel_norse.network)"),
+    SimulatorOption("kernels", str, "auto", ("auto", "on", "off"), "CPU: numba IF/max-pool kernels with fused counting (rate coding)"),
+    SimulatorOption("neuron", str, "if", ("if", "iaf", "lif", "adaptive"),
+                    "the rate-coded neuron model (effmodel_norse.neurons): adaptive = Zambrano et al. 2019; ttfs has its own"),
+    SimulatorOption("reset", str, "subtract", ("subtract", "zero"), "neuron if|adaptive: after a spike, subtract the threshold or reset to zero"),
+    SimulatorOption("mf", float, 0.1, doc="neuron=adaptive: speed of adaptation m_f, also the resting threshold"),
     SimulatorOption("tau_mem_inv", float, 100.0, doc="LIF inverse membrane time constant (1/s), dt = 1 ms"),
     SimulatorOption("tau_syn_inv", float, None, doc="LIF inverse synaptic time constant (1/s); default: no synaptic current"),
     SimulatorOption("dtype", str, "float32", ("float32", "float64"), "membrane potential precision"),
@@ -45,7 +48,8 @@ class NorseSimulator:
 
     name = "norse"
     options = OPTIONS
-    description = "Norse/PyTorch IF simulation of the converted network (exact SynOps, CPU or CUDA)"
+    codings = ("rate", "ttfs")  # rate: IF with reset by subtraction; ttfs: time to first spike (effmodel_norse.neurons)
+    description = "Norse/PyTorch simulation of the converted network, rate or ttfs code (exact SynOps, CPU or CUDA)"
 
     def open(self, network, config):
         return _simulator_module().NorseSession(network, config)

@@ -15,7 +15,7 @@ SynOps and membrane potentials are therefore bit-identical to the torch path
 at any vector width (tested; :func:`prefer_wide_vectors`), whose neuron
 arithmetic is also the GPU's fp32 path's.  Counts are integers: spikes and SynOps per
 (step, image) are summed in the fan-outs' integer type, int32 where the
-largest possible sum fits it (:meth:`SpikingNetwork.use_cpu_kernels`), else
+largest possible sum fits it (:func:`effmodel_norse.cpu_backend.kernel_fan`), else
 int64: exact at any size.
 
 Layouts are torch's: chunks ``(Tc, B, N)`` with ``N`` the neurons of one

@@ -33,11 +33,17 @@ Options (``SimulationConfig.options``):
     (:mod:`effmodel_norse.cpu_kernels`; an IF layer and the max pooling
     behind it as one kernel); ``"off"``: plain torch ops, as on the GPU;
     ``"on"``: insist (an error where they cannot run: CUDA, ``lif``/``iaf``,
-    float64).  Same float32 operations, so identical spikes, SynOps and
+    float64, ``--coding ttfs``).  Same float32 operations, so identical spikes, SynOps and
     predictions either way (tested); 1.3x (MediumCNN2) to 3.1x (SmallCNN1)
     less CPU time on the reference models (benchmarks/README.md).
 ``neuron``
-    ``"if"`` (default), ``"iaf"`` or ``"lif"``: see :mod:`effmodel_norse.network`.
+    ``"if"`` (default), ``"iaf"``, ``"lif"`` or ``"adaptive"`` (Zambrano et
+    al. 2019): see :mod:`effmodel_norse.neurons` (rate coding; ``--coding
+    ttfs`` has its own neuron and refuses the others).
+``reset``
+    ``if`` and ``adaptive`` neurons: ``"subtract"`` (default) or ``"zero"``.
+``mf``
+    ``adaptive`` neurons: the speed of adaptation ``m_f`` (default 0.1).
 ``tau_mem_inv`` / ``tau_syn_inv``
     LIF time constants (1/s), ``dt`` = 1 ms.
 ``dtype``
@@ -59,6 +65,23 @@ output spike; ``"potential"``: the most output spikes up to ``t``, ties broken
 by the highest membrane potential after step ``t``, then by the lowest index.
 Total SynOps are the same either way; the early-step error, and so the
 threshold step, differ.
+
+Codes (``config.coding``, ``effmodel run --coding``): ``rate`` (default:
+the neurons of the ``neuron`` option) or ``ttfs``, time to first spike
+(Rueckauer & Liu 2018) exactly as the numpy reference
+``effmodel_numpysim.ttfs``: every neuron fires at most once and resets to
+zero (:class:`~effmodel_norse.neurons.TtfsIF`), a spike is a persistent
+current (:class:`~effmodel_norse.synapses.HeldSpikes`), a layer gets no
+current for an image none of whose inputs has fired, max pooling fires at
+the first spike of its window, and the readout is a decision-time one
+(:meth:`NorseSession._read_out_ttfs`), with the extra figures
+``decisions_t``, ``synops_to_decision`` and ``undecided_images``.  TTFS
+runs the torch reference, not the CPU kernels: they implement rate-coded
+IF neurons and count-gated pooling, other dynamics.
+
+Every batch also returns ``output_spikes_t`` (each image's output spikes per
+step) and ``extra["correct_t_potential"]`` (the images correct per step
+under the ``potential`` readout, whatever ``readout`` is).
 
 SynOps are counted by forward hooks on the neuron modules: spikes of a layer
 at each step times the exact fan-out of each neuron
@@ -84,10 +107,12 @@ from effmodel.errors import SimulationError, UsageError
 from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
 from effmodel.specs import ArchitectureSpec
 
-from .network import SpikeMaxPool, build_network, chw, import_norse
+from .network import SpikeMaxPool, build_network, import_norse
+from .neurons import AsnParameters
+from .synapses import chw
 
-OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "tau_mem_inv", "tau_syn_inv", "dtype", "device", "readout",
-           "precision", "threads", "kernels")
+OPTIONS = ("mode", "chunk_elements", "chunk_steps", "neuron", "reset", "mf", "tau_mem_inv", "tau_syn_inv", "dtype", "device",
+           "readout", "precision", "threads", "kernels")
 KERNELS = ("auto", "on", "off")
 MODES = ("auto", "layerwise", "stepwise")
 PRECISIONS = ("fp32", "tf32")
@@ -175,7 +200,11 @@ class NorseSession:
         dtype_name = str(opts.get("dtype", "float32"))
         if dtype_name not in ("float32", "float64"):
             raise UsageError(f"norse dtype must be float32 or float64, got {dtype_name!r}")
-        self.kernels = self._use_kernels(str(opts.get("kernels", "auto")), str(opts.get("neuron", "if")), dtype_name)
+        self.coding = str(getattr(config, "coding", "rate"))
+        self.neuron = str(opts.get("neuron", "if"))
+        self.reset = str(opts.get("reset", "zero" if self.coding == "ttfs" else "subtract"))
+        self._check_neuron_options(opts)
+        self.kernels = self._use_kernels(str(opts.get("kernels", "auto")), self.neuron, dtype_name)
         self.mode = choose_mode(self.spec, self.device, self.kernels) if mode == "auto" else mode
         self.chunk_elements = int(opts.get("chunk_elements", 2**22))
         self.fixed_chunk = int(opts["chunk_steps"]) if opts.get("chunk_steps") else None
@@ -185,10 +214,13 @@ class NorseSession:
             raise UsageError("norse chunk_elements and chunk_steps must be positive")
         self.net = build_network(
             network,
-            neuron=str(opts.get("neuron", "if")),
+            neuron=self.neuron,
             dtype=getattr(torch, dtype_name),
             lif_tau_mem_inv=float(opts.get("tau_mem_inv", 100.0)),
             lif_tau_syn_inv=None if opts.get("tau_syn_inv") is None else float(opts["tau_syn_inv"]),
+            coding=self.coding,
+            reset=self.reset,
+            asn=AsnParameters(mf=float(opts.get("mf", AsnParameters.mf))),
         ).to(self.device)
         self.stages = list(self.net.stages)
         self.output = self.stages[-1]
@@ -197,14 +229,16 @@ class NorseSession:
         self.fanout = {n: torch.from_numpy(f.astype(np.float64)).to(self.device) for n, f in fan_nchw.items()}
         fan_in = self._fanout_nchw(-1)  # Poisson input: spikes of the input are events
         self.input_fanout = torch.from_numpy(fan_in.astype(np.float64)).to(self.device)
-        if self.kernels:
-            self.net.use_cpu_kernels(fan_nchw)
-        self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
-        self._plans["input"] = self._count_plan(self.input_fanout)
         for st in self.stages:
             st.neuron.reuse_output = True  # every chunk's spikes are consumed before the next chunk
             if isinstance(st.neuron, SpikeMaxPool):
                 st.neuron.max_steps = int(config.duration)
+        if self.kernels:  # replaces neuron modules by kernel ones, which take over the settings above
+            from .cpu_backend import use_cpu_kernels
+
+            use_cpu_kernels(self.net, fan_nchw)
+        self._plans = {name: self._count_plan(fan) for name, fan in self.fanout.items()}
+        self._plans["input"] = self._count_plan(self.input_fanout)
         self.neurons_per_image = max(
             [int(np.prod(self.spec.input_shape))] + [int(np.prod(st.info.shape_hwc)) for st in self.stages]
         )
@@ -212,6 +246,7 @@ class NorseSession:
         self._acc: dict[str, dict[str, torch.Tensor]] = {}
         self._t0 = 0
         self._deferred: dict[str, torch.Tensor] = {}
+        self._synops_image: torch.Tensor | None = None
         self._record = False
         self._hooks = [st.neuron.register_forward_hook(self._hook(st.info.name)) for st in self.stages]
 
@@ -223,6 +258,14 @@ class NorseSession:
             fan = fan.transpose(2, 0, 1)
         return np.ascontiguousarray(fan).reshape(-1)
 
+    @staticmethod
+    def _counts_itself(neuron) -> bool:
+        """Whether a stage's neuron module counts its own spikes and SynOps
+        (the CPU backend's kernel modules)."""
+        from .cpu_backend import SelfCounting
+
+        return isinstance(neuron, SelfCounting)
+
     # --- device settings -----------------------------------------------------------
     def _use_kernels(self, kernels: str, neuron: str, dtype_name: str) -> bool:
         """Whether the numba CPU kernels run the IF neurons and max pooling
@@ -231,14 +274,36 @@ class NorseSession:
         torch path.  Both give identical spikes and SynOps (tested)."""
         if kernels not in KERNELS:
             raise UsageError(f"norse kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
-        possible = self.device.type == "cpu" and neuron == "if" and dtype_name == "float32"
+        possible = (self.device.type == "cpu" and neuron == "if" and self.reset == "subtract" and dtype_name == "float32"
+                    and self.coding == "rate")
         if kernels == "on" and not possible:
-            raise UsageError("norse kernels=on needs device cpu, neuron if and dtype float32")
+            raise UsageError("norse kernels=on needs device cpu, neuron if, reset subtract, dtype float32 and --coding rate")
         if kernels != "off" and possible and importlib.util.find_spec("numba") is None:
             if kernels == "on":
                 raise UsageError("norse kernels=on needs numba (pip install numba); kernels=off runs without it")
             return False  # auto: the torch path, slower but the same results
         return kernels != "off" and possible
+
+    def _check_neuron_options(self, opts: dict) -> None:
+        """Refuse, in one line, neuron options that mean nothing together (as
+        the numpy reference): under ``--coding ttfs`` the neurons fire once
+        and reset to zero (``neuron=if`` and ``reset=zero`` describe them,
+        anything else is refused); ``mf`` belongs to adaptive neurons; ``reset``
+        to ``if`` and ``adaptive`` (Norse's ``iaf`` and ``lif`` reset to zero
+        by their own rule)."""
+        if self.coding == "ttfs":
+            rate_only = [f"{k}={opts[k]}" for k in ("neuron", "reset", "mf")
+                         if k in opts and (k, str(opts[k])) not in {("neuron", "if"), ("reset", "zero")}]
+            if rate_only:
+                raise UsageError(f"norse --coding ttfs neurons fire once and reset to zero: option {', '.join(rate_only)} "
+                                 "applies to rate coding")
+            return
+        if "mf" in opts and self.neuron != "adaptive":
+            raise UsageError("norse option mf applies to neuron=adaptive")
+        if "mf" in opts and not float(opts["mf"]) > 0:
+            raise UsageError(f"norse option mf must be positive, got {opts['mf']!r}")
+        if "reset" in opts and self.neuron not in ("if", "adaptive"):
+            raise UsageError(f"norse option reset applies to neuron=if|adaptive; neuron={self.neuron} has its own")
 
     def _configure_threads(self, threads: Any) -> None:
         """CPU: size torch's pools to the idle cores this process may use
@@ -278,7 +343,7 @@ class NorseSession:
         """Forward hook: per-step spikes and SynOps of one layer's output chunk."""
 
         def hook(module, inputs, out):
-            if module.counted is None:
+            if getattr(module, "counted", None) is None:  # a torch module, or a kernel module's torch fallback
                 self._count(name, out)
                 return
             spikes, synops = module.counted  # counted by a CPU kernel, per step of this chunk
@@ -348,6 +413,9 @@ class NorseSession:
             acc["synops"][rows] = per_neuron @ arg
         if self._record:
             acc["counts"] += out.sum(0)  # float32: per-neuron totals <= T < 2**24 are exact
+        if self._synops_image is not None:  # ttfs: each image's SynOps per step, for synops_to_decision
+            fan = self.input_fanout if name == "input" else self.fanout[name]
+            self._synops_image[rows] += out.reshape(tc, b, -1).double() @ fan
 
     def chunk_steps(self, batch: int, analog: bool = False) -> int:
         """Steps per time chunk: 1 stepwise; layerwise bounded by ``chunk_elements``
@@ -368,12 +436,14 @@ class NorseSession:
         longer (its dense layer runs on 4x more rows per call)."""
         if not self.kernels:
             return self.neurons_per_image
+        from .cpu_backend import FusedIFMaxPool
+
         sizes = [] if analog else [int(np.prod(self.spec.input_shape))]
         for i, st in enumerate(self.stages):
             n = int(np.prod(st.info.shape_hwc))
             if st.synapse is not None and not (i == 0 and analog):
                 sizes.append(n)  # the current
-            if getattr(st.neuron, "pool", None) is None:
+            if not isinstance(st.neuron, FusedIFMaxPool):
                 sizes.append(n)  # the spikes
         return max(sizes)
 
@@ -393,6 +463,7 @@ class NorseSession:
         labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
         self.net.reset()
         self._record = bool(self.config.record_spiketrains)
+        self._synops_image = torch.zeros((T, b), dtype=torch.float64, device=dev) if self.coding == "ttfs" else None
         self._acc = {}
         for st in self.stages:
             a = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
@@ -401,7 +472,7 @@ class NorseSession:
             self._acc[st.info.name] = a
         self.output.neuron.record_v = True
         analog = self.config.input_encoding == "analog"
-        self.stages[0].neuron.constant_input = analog
+        self.net.set_constant_first_input(analog)
         if not analog:
             a_in = {"spikes": torch.zeros(T, dtype=torch.float64, device=dev), "synops": torch.zeros(T, dtype=torch.float64, device=dev)}
             if self._record:
@@ -410,7 +481,7 @@ class NorseSession:
         self._deferred = {
             st.info.name: torch.empty((T, b, *chw(st.info.shape_hwc)), dtype=torch.float32, device=dev)
             for st in self.stages
-            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and st.neuron.fan is None
+            if T * b * int(np.prod(st.info.shape_hwc)) <= DEFERRED_COUNT_ELEMENTS and not self._counts_itself(st.neuron)
         }
         first = self.stages[0].current(xt[None]) if analog else None  # (1, B, ...), same at every step
         chunk = self.chunk_steps(b, analog)
@@ -441,7 +512,11 @@ class NorseSession:
                 kept = st.neuron.neuron_counts()  # a fused kernel's own per-neuron counts
                 if kept is not None:
                     self._acc[st.info.name]["counts"] = kept.clone()
-        correct, pred = self._read_out(out_spikes, out_v, labels)
+        if self.coding == "ttfs":
+            readouts, ttfs_extra = self._read_out_ttfs(out_spikes, out_v, labels)
+        else:
+            readouts, ttfs_extra = self._read_out(out_spikes, out_v, labels), {}
+        correct, pred = readouts[self.readout]
         self.output.neuron.record_v = False
         spikes_t = {n: a["spikes"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
         synops_t = {n: a["synops"].round().to(torch.int64).cpu().numpy() for n, a in self._acc.items()}
@@ -459,21 +534,64 @@ class NorseSession:
             predictions=pred.cpu().numpy(),
             spike_counts=spike_counts,
             extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision,
-                   "norse_kernels": "on" if self.kernels else "off"},
+                   "norse_kernels": "on" if self.kernels else "off",
+                   "correct_t_potential": readouts["potential"][0].cpu().numpy(), **ttfs_extra},
+            output_spikes_t=out_spikes.permute(1, 0, 2).to(torch.int8).cpu().numpy(),
         )
 
-    def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Correct images per step and the last step's predictions, from the
-        output layer's spikes and potentials ``(T, B, classes)`` of a whole
-        batch at once (a handful of small ops instead of some per step)."""
+    def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor,
+                  labels: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per readout (``spikes``, ``potential``): correct images per step
+        ``(T,)`` and the last step's predictions ``(B,)``, from the output
+        layer's spikes and potentials ``(T, B, classes)`` of a whole batch at
+        once (a handful of small ops instead of some per step).  Both are
+        computed whatever ``config.readout`` is: the ``potential`` one is
+        recorded as ``extra["correct_t_potential"]``, so that the readout
+        rule's effect on accuracy is known without a second run."""
         counts = torch.cumsum(out_spikes, 0)  # float32 sums of at most T ones: exact
         best = counts.amax(-1, keepdim=True)
         minus_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=counts.device)
         score = torch.where(counts == best, out_v.to(torch.float64), minus_inf)
-        pred_t = score.argmax(-1)  # (T, B)
-        if self.readout == "spikes":
-            pred_t = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(pred_t, -1))
-        return (pred_t == labels).sum(1), pred_t[-1]
+        by_potential = score.argmax(-1)  # (T, B)
+        by_spikes = torch.where(best.squeeze(-1) > 0, counts.argmax(-1), torch.full_like(by_potential, -1))
+        return {name: ((pred_t == labels).sum(1), pred_t[-1])
+                for name, pred_t in (("spikes", by_spikes), ("potential", by_potential))}
+
+    def _read_out_ttfs(self, out_spikes: torch.Tensor, out_v: torch.Tensor, labels: torch.Tensor
+                       ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, Any]]:
+        """The decision-time readout of ``--coding ttfs``, as the numpy
+        reference's: an image is decided at the step its first output neuron
+        fires, as the class that fired (several at that step: the lowest
+        index under ``spikes``, the highest potential before the reset under
+        ``potential``); the decision never changes.  Before it: no class
+        (``spikes``) or the highest potential (``potential``).  ``out_v``:
+        the output potentials before each step's reset (:class:`TtfsIF`).
+
+        Also the extra figures (summed over batches by the core):
+        ``decisions_t`` (images deciding at each step), ``synops_to_decision``
+        (each decided image's SynOps up to and including its decision step,
+        summed) and ``undecided_images``."""
+        T, b = out_spikes.shape[:2]
+        fired = out_spikes.sum(-1) > 0  # (T, B)
+        decided = torch.cumsum(fired.to(torch.int32), 0) > 0  # (T, B): decided by step t
+        first = torch.argmax(fired.to(torch.int32), 0)  # (B,) the decision step (0 where never: masked)
+        images = torch.arange(b, device=out_spikes.device)
+        at_first = out_spikes[first, images]  # (B, K) who fired at the decision step
+        minus_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=out_v.device)
+        by_v = torch.where(at_first > 0, out_v[first, images].to(torch.float64), minus_inf).argmax(-1)
+        no_class = torch.full((T, b), -1, dtype=torch.int64, device=out_spikes.device)
+        pred = {
+            "spikes": torch.where(decided, at_first.argmax(-1)[None], no_class),  # argmax: the first maximum
+            "potential": torch.where(decided, by_v[None], out_v.argmax(-1)),
+        }
+        ever = decided[-1]
+        to_decision = torch.cumsum(self._synops_image, 0)[first, images]  # (B,) SynOps up to the decision step
+        extra = {
+            "decisions_t": torch.bincount(first[ever], minlength=T).cpu().numpy().astype(np.int64),
+            "synops_to_decision": int(round(float(to_decision[ever].sum()))),
+            "undecided_images": int((~ever).sum()),
+        }
+        return {name: ((p == labels).sum(1), p[-1]) for name, p in pred.items()}, extra
 
     def close(self) -> None:
         for h in self._hooks:

@@ -242,20 +242,25 @@ def test_fusion_is_declined_where_covered_neurons_differ_in_fan_out(networks):
     """The tap-major kernel counts a fused layer's SynOps as spikes x one
     fan-out; a layer whose covered neurons differ (never from
     ``fanout_map`` for non-overlapping pooling, but a plugin could hand
-    others) keeps IF and pooling apart."""
+    others) keeps IF and pooling apart, each on its own kernel.  The
+    reference modules are replaced, never changed."""
     import numpy as np
 
-    from effmodel_norse.network import build_network
+    from effmodel_norse.cpu_backend import FusedIFMaxPool, FusedMaxPool, KernelIF, KernelMaxPool, use_cpu_kernels
+    from effmodel_norse.network import IFSubtract, build_network
 
     net = networks["conv-pool"][0]
+    fans = {"conv1": np.ones(6 * 10 * 10, np.int32), "pool1": np.full(6 * 5 * 5, 16), "hidden": np.full(16, 4),
+            "output": np.zeros(4, np.int64)}
+    fans["conv1"][7] = 1
     snn = build_network(net)
     conv, pool = snn.stages[0].neuron, snn.stages[1].neuron
-    fan = np.ones(6 * 10 * 10, np.int32)
-    conv.fan = fan.copy()
-    fan[7] = 2
-    assert conv.fuse(pool, (6, 10, 10)) is True and conv.fan_main == 1 and pool.fused
+    use_cpu_kernels(snn, fans)
+    assert type(snn.stages[0].neuron) is FusedIFMaxPool and snn.stages[0].neuron.fan_main == 1
+    assert type(snn.stages[1].neuron) is FusedMaxPool and snn.stages[0].neuron.pool is snn.stages[1].neuron
+    assert type(conv) is IFSubtract and not hasattr(conv, "fan") and not hasattr(pool, "fused")  # untouched
+    fans["conv1"][7] = 2
     other = build_network(net)
-    conv, pool = other.stages[0].neuron, other.stages[1].neuron
-    conv.fan = fan
-    assert conv.fuse(pool, (6, 10, 10)) is False
-    assert conv.pool is None and not pool.fused
+    use_cpu_kernels(other, fans)
+    assert type(other.stages[0].neuron) is KernelIF and other.stages[0].neuron.pool is None
+    assert type(other.stages[1].neuron) is KernelMaxPool and not other.stages[1].neuron.fused
