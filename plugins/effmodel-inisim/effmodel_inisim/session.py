@@ -199,13 +199,15 @@ class InisimSession:
             spikes["input"] = np.zeros(T, np.int64)
             synops["input"] = np.zeros(T, np.int64)
         out_counts = np.zeros((n, snn.num_classes), np.int64)
+        output_spikes = np.zeros((n, T, snn.num_classes), np.int8)  # per image, step and class; padding dropped
         correct = np.zeros(T, np.int64)
         analog = x * dt
         for t in range(T):
             snn.set_time((t + 1) * dt)
             inp = snn.get_poisson_frame_batch(x) if poisson else analog
             out = snn.snn.predict_on_batch(inp)
-            out_counts += np.asarray(out)[:n] > 0
+            output_spikes[:, t] = np.asarray(out)[:n] > 0
+            out_counts += output_spikes[:, t]
             for name, _, layer, fan, tb_fan in self.layers:
                 s = tf.keras.backend.get_value(layer.spiketrain)[:n] != 0
                 per_neuron = s.reshape(n, -1).sum(axis=0, dtype=np.int64)
@@ -238,6 +240,7 @@ class InisimSession:
             predictions=guess,
             spike_counts=counts,
             extra=extra,
+            output_spikes_t=output_spikes,
         )
 
     def close(self) -> None:
@@ -267,4 +270,5 @@ def _merge(parts: list[BatchResult]) -> BatchResult:
         predictions=np.concatenate([p.predictions for p in parts]),
         spike_counts=counts,
         extra=extra,
+        output_spikes_t=np.concatenate([p.output_spikes_t for p in parts]),
     )
