@@ -2,8 +2,9 @@
 
 :class:`InisimSession` drives snntoolbox programmatically: its keras model
 parser, (optionally) its normaliser, and the INI ``SNN`` of
-``snntoolbox.simulation.target_simulators.INI_temporal_mean_rate_target_sim``.
-Each batch is stepped here, one ``predict_on_batch`` per time step exactly as
+``snntoolbox.simulation.target_simulators.INI_<code>_target_sim``, where the
+code is ``temporal_mean_rate`` (``--coding rate``) or ``ttfs`` (``--coding
+ttfs``; :mod:`.toolbox_config`, :mod:`.ttfs_gate`).  Each batch is stepped here, one ``predict_on_batch`` per time step exactly as
 ``SNN.simulate`` does, so that per-step figures are read from the simulator's
 layer variables (``spiketrain``) instead of from its cumulative logs, and
 memory stays bounded by the batch size.
@@ -13,7 +14,9 @@ INIsim too) it records spikes, exact SynOps (spikes x
 :func:`effmodel.counting.fanout_map`) and snntoolbox's own SynOps (spikes x
 its border-blind fan-out, via its ``get_layer_synaptic_operations``).
 snntoolbox's layers are renamed (``00Conv2D_26x26x32``...); they are mapped to
-the spec's spiking layers by order and checked by shape.
+the spec's spiking layers by order and checked by shape.  The output
+layer's spikes give ``output_spikes_t``, which :mod:`effmodel.readout` reads
+with the coding's rule for ``correct_t`` and ``predictions``.
 """
 
 from __future__ import annotations
