@@ -175,6 +175,27 @@ def test_every_neuron_fires_at_most_once_on_a_trained_network(inisim, small_netw
     assert np.all(np.diff(r.correct_t) >= 0)
 
 
+def test_results_do_not_depend_on_the_batch_size(inisim, small_network, test_images):
+    """7 images at once, or in chunks of 3 (3 + 3 + 1 padded with two zero images): every figure
+    is the same (with the input gate per image, on any network), and the chunks' decision
+    figures add up."""
+    x, y = test_images
+    whole, chunked = (run(inisim, small_network, x[:7], y[:7], duration=20, batch_size=b, record_spiketrains=True)
+                      for b in (7, 3))
+    for field in ("spikes_t", "synops_t"):
+        for layer, want in getattr(whole, field).items():
+            assert getattr(chunked, field)[layer].tolist() == want.tolist(), (field, layer)
+    for layer, want in whole.spike_counts.items():
+        assert np.array_equal(chunked.spike_counts[layer], want), layer
+    assert np.array_equal(chunked.output_spikes_t, whole.output_spikes_t)
+    assert chunked.correct_t.tolist() == whole.correct_t.tolist()
+    assert chunked.predictions.tolist() == whole.predictions.tolist()
+    assert chunked.extra["decisions_t"].tolist() == whole.extra["decisions_t"].tolist()
+    assert int(whole.extra["decisions_t"].sum()) + whole.extra["undecided_images"] == 7
+    assert chunked.extra["synops_to_decision"] == whole.extra["synops_to_decision"] > 0
+    assert chunked.extra["undecided_images"] == whole.extra["undecided_images"]
+
+
 def test_rate_coding_fires_again_where_ttfs_does_not(inisim, small_network, test_images):
     """The same network and images under rate coding: some neuron fires more than once (so the
     at-most-once property above is the code's, not the network's)."""
