@@ -152,6 +152,9 @@ def test_the_input_gate_per_image_or_per_batch_by_hand(inisim):
     # image 0 alone: identical under both rules
     assert np.array_equal(image.output_spikes_t[0], batch.output_spikes_t[0])
     assert image.spikes_t["hidden"].tolist() == batch.spikes_t["hidden"].tolist() == [0, 0, 1, 1, 0, 0]
+    # image 1 in a batch of its own: snntoolbox's rule is the per-image rule, it never decides
+    alone = run(inisim, decision_chain(), x[1:], y[1:], duration=6, batch_size=1, options={"ttfs_gate": "batch"})
+    assert alone.output_spikes_t.sum() == 0 and alone.extra["undecided_images"] == 1
 
 
 def test_every_neuron_fires_at_most_once_on_a_trained_network(inisim, small_network, test_images):
@@ -203,6 +206,16 @@ def test_rate_coding_fires_again_where_ttfs_does_not(inisim, small_network, test
     r = simulate(inisim, small_network, [(x[:10], y[:10])],
                  SimulationConfig(duration=40, batch_size=10, record_spiketrains=True))
     assert max(int(c.max()) for c in r.first_batch_spike_counts.values()) > 1
+
+
+def test_snntoolbox_normalisation_under_ttfs(inisim, small_network, test_images):
+    """snntoolbox normalises the trained model itself; its ttfs backend then simulates it."""
+    x, y = test_images
+    config = SimulationConfig(duration=30, batch_size=30, coding="ttfs", record_spiketrains=True,
+                              options={"normalisation": "snntoolbox"})
+    r = simulate(inisim, small_network, [(x, y)], config)
+    assert max(int(c.max()) for c in r.first_batch_spike_counts.values()) == 1
+    assert r.metadata["extra"]["normalisation"] == "snntoolbox" and r.accuracy > 0.3
 
 
 def test_unsupported_ttfs_options_are_one_line(inisim, small_network):
