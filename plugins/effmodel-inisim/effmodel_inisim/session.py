@@ -4,10 +4,11 @@
 parser, (optionally) its normaliser, and the INI ``SNN`` of
 ``snntoolbox.simulation.target_simulators.INI_<code>_target_sim``, where the
 code is ``temporal_mean_rate`` (``--coding rate``) or ``ttfs`` (``--coding
-ttfs``; :mod:`.toolbox_config`, :mod:`.ttfs_gate`).  Each batch is stepped here, one ``predict_on_batch`` per time step exactly as
-``SNN.simulate`` does, so that per-step figures are read from the simulator's
-layer variables (``spiketrain``) instead of from its cumulative logs, and
-memory stays bounded by the batch size.
+ttfs``; :mod:`.toolbox_config`, :mod:`.ttfs_gate`).  Each batch is stepped
+here, one ``predict_on_batch`` per time step exactly as ``SNN.simulate``
+does, so that per-step figures are read from the simulator's layer variables
+(``spiketrain``) instead of from its cumulative logs, and memory stays
+bounded by the batch size.
 
 Per step and spiking layer (conv, dense and pooling: pooling neurons spike in
 INIsim too) it records spikes, exact SynOps (spikes x
@@ -93,7 +94,7 @@ class InisimSession:
         from snntoolbox.bin.utils import import_target_sim
         from snntoolbox.parsing.model_libs import keras_input_lib
 
-        from .toolbox_config import SPIKE_CODES, build_config
+        from .toolbox_config import build_config
         from .ttfs_gate import image_gated_backend
 
         keras.utils.set_random_seed(int(self.config.seed))
