@@ -24,7 +24,11 @@ Checked per batch of ``B`` images simulated for ``T`` steps:
   layer's units, non-negative integers, at most one spike per neuron and step,
   summing per step to ``spikes_t`` of the output layer; with ``--readout
   spikes``, ``correct_t`` and ``predictions`` must equal what the core's
-  readout (:mod:`effmodel.readout`) makes of them.
+  readout (:mod:`effmodel.readout`) makes of them;
+- under ``--coding ttfs`` a neuron fires at most once: a layer's spikes summed
+  over the steps never exceed its neurons x ``B`` (the Poisson ``input`` is
+  not a TTFS layer), and with ``record_spiketrains`` no neuron's count in
+  ``spike_counts`` exceeds 1.
 """
 
 from __future__ import annotations
@@ -109,6 +113,10 @@ def batch_problem(result: Any, spec: ArchitectureSpec, config: SimulationConfig,
                 if bound is not None and _running_total_of(np.asarray(v), lambda d: d <= bound):
                     problem += " (looks cumulative: spikes_t holds the spikes emitted at each step, not running totals)"
                 return problem
+    if config.coding == "ttfs":
+        problem = ttfs_problem(result, layers, batch, T)
+        if problem:
+            return problem
     for key in result.synops_t:
         if key not in result.spikes_t:
             return f"spikes_t: missing {key!r}, which synops_t has"
@@ -169,6 +177,31 @@ def output_spikes_problem(result: BatchResult, spec: ArchitectureSpec, config: S
             t = int(np.argmax(correct != got))
             return (f"correct_t: {int(got[t])} images correct at step {t + 1}, but the spikes readout of "
                     f"output_spikes_t gives {int(correct[t])} (effmodel.readout)")
+    return None
+
+
+def ttfs_problem(result: BatchResult, layers: Mapping[str, int], batch: int, T: int) -> str | None:
+    """A layer whose neurons fired more than once under ``--coding ttfs``, or None.
+
+    ``layers``: spiking-layer name -> neurons per image.  Checks each layer's
+    spikes over all steps against neurons x ``batch`` and, when given, every
+    neuron's count in ``spike_counts``."""
+    rule = "a TTFS neuron fires at most once (--coding ttfs)"
+    for key, neurons in layers.items():
+        if key == INPUT_KEY or key not in result.spikes_t:
+            continue
+        total = int(np.asarray(result.spikes_t[key], dtype=np.int64).sum())
+        if total > neurons * batch:
+            return (f"spikes_t[{key!r}]: {total} spikes in {T} steps, more than its {neurons} neurons x {batch} "
+                    f"images = {neurons * batch}: {rule}")
+    for key, counts in (result.spike_counts or {}).items():
+        if key == INPUT_KEY:
+            continue
+        counts = np.asarray(counts)
+        if counts.size and counts.max() > 1:
+            where = np.unravel_index(int(np.argmax(counts)), counts.shape)
+            return f"spike_counts[{key!r}]: neuron {tuple(int(i) for i in where[1:])} of image {int(where[0])} " \
+                   f"fired {counts.max()} times: {rule}"
     return None
 
 

@@ -2,18 +2,22 @@
 
 :class:`InisimSession` drives snntoolbox programmatically: its keras model
 parser, (optionally) its normaliser, and the INI ``SNN`` of
-``snntoolbox.simulation.target_simulators.INI_temporal_mean_rate_target_sim``.
-Each batch is stepped here, one ``predict_on_batch`` per time step exactly as
-``SNN.simulate`` does, so that per-step figures are read from the simulator's
-layer variables (``spiketrain``) instead of from its cumulative logs, and
-memory stays bounded by the batch size.
+``snntoolbox.simulation.target_simulators.INI_<code>_target_sim``, where the
+code is ``temporal_mean_rate`` (``--coding rate``) or ``ttfs`` (``--coding
+ttfs``; :mod:`.toolbox_config`, :mod:`.ttfs_gate`).  Each batch is stepped
+here, one ``predict_on_batch`` per time step exactly as ``SNN.simulate``
+does, so that per-step figures are read from the simulator's layer variables
+(``spiketrain``) instead of from its cumulative logs, and memory stays
+bounded by the batch size.
 
 Per step and spiking layer (conv, dense and pooling: pooling neurons spike in
 INIsim too) it records spikes, exact SynOps (spikes x
 :func:`effmodel.counting.fanout_map`) and snntoolbox's own SynOps (spikes x
 its border-blind fan-out, via its ``get_layer_synaptic_operations``).
 snntoolbox's layers are renamed (``00Conv2D_26x26x32``...); they are mapped to
-the spec's spiking layers by order and checked by shape.
+the spec's spiking layers by order and checked by shape.  The output
+layer's spikes give ``output_spikes_t``, which :mod:`effmodel.readout` reads
+with the coding's rule for ``correct_t`` and ``predictions``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ import numpy as np
 
 from effmodel.counting import fanout_map, spiking_layer_indices
 from effmodel.errors import SimulationError, UsageError
+from effmodel.readout import decisions
 from effmodel.simulation import BatchResult, ConvertedNetwork, SimulationConfig
 
 from .simulator import NORMALISATION_MODES
+from .toolbox_config import SPIKE_CODES
+from .ttfs_gate import GATES
 from .workdir import WorkDir
 
 
@@ -52,6 +59,9 @@ class InisimSession:
         self.config = config
         self.mode = mode
         self.softmax_to_relu = bool(opts.get("softmax_to_relu", True))
+        self.coding = config.coding
+        self.gate = str(opts.get("ttfs_gate", "image"))
+        _check_coding(self.coding, mode, self.softmax_to_relu, self.gate)
         self.keep_workdir = bool(opts.get("keep_workdir", False))
         self.spec = network.simulated_spec
         self.workdir = WorkDir(config.workdir)
@@ -85,6 +95,7 @@ class InisimSession:
         from snntoolbox.parsing.model_libs import keras_input_lib
 
         from .toolbox_config import build_config
+        from .ttfs_gate import image_gated_backend
 
         keras.utils.set_random_seed(int(self.config.seed))
         net = self.network
@@ -99,6 +110,7 @@ class InisimSession:
             # The effmodel model is built from simulated_spec (pooling already swapped).
             max2avg_pool=net.normalisation.max2avg_pool and self.mode != "effmodel",
             softmax_to_relu=self.softmax_to_relu,
+            spike_code=SPIKE_CODES[self.coding],
         )
         self._write_ann(keras)
         # Not keras_input_lib.load: it compiles with ``model.loss``, which a model
@@ -115,6 +127,8 @@ class InisimSession:
         self.parsed_model = parsed
         target_sim = import_target_sim(self.tb_config)
         snn = target_sim.SNN(self.tb_config)
+        if self.coding == "ttfs" and self.gate == "image":
+            snn.sim = image_gated_backend()  # the layers it builds gate their input per image
         snn.build(parsed)
         self.snn = snn
         self._map_layers()
@@ -198,19 +212,24 @@ class InisimSession:
         if poisson:
             spikes["input"] = np.zeros(T, np.int64)
             synops["input"] = np.zeros(T, np.int64)
-        out_counts = np.zeros((n, snn.num_classes), np.int64)
-        correct = np.zeros(T, np.int64)
+        output_spikes = np.zeros((n, T, snn.num_classes), np.int8)  # per image, step and class; padding dropped
+        output_name = names[-1]
+        ttfs = self.coding == "ttfs"
+        synops_image = np.zeros((n, T), np.int64) if ttfs else None  # for the SynOps up to each image's decision
         analog = x * dt
         for t in range(T):
             snn.set_time((t + 1) * dt)
             inp = snn.get_poisson_frame_batch(x) if poisson else analog
-            out = snn.snn.predict_on_batch(inp)
-            out_counts += np.asarray(out)[:n] > 0
+            snn.snn.predict_on_batch(inp)  # its output is the spikes (rate) or the persistent current (ttfs)
             for name, _, layer, fan, tb_fan in self.layers:
                 s = tf.keras.backend.get_value(layer.spiketrain)[:n] != 0
                 per_neuron = s.reshape(n, -1).sum(axis=0, dtype=np.int64)
                 spikes[name][t] = per_neuron.sum()
                 synops[name][t] = per_neuron @ fan
+                if ttfs:
+                    synops_image[:, t] += s.reshape(n, -1) @ fan
+                if name == output_name:
+                    output_spikes[:, t] = s.reshape(n, -1)
                 tb_synops[t] += int(np.sum(get_layer_synaptic_operations(s, tb_fan)))
                 if counts is not None:
                     counts[name] += s
@@ -220,9 +239,12 @@ class InisimSession:
                 spikes["input"][t] = per_in.sum()
                 synops["input"][t] = per_in @ self.input_fanout
                 tb_synops[t] += int(np.sum(get_layer_synaptic_operations(s_in, snn.fanout[0])))
-            guess = np.where(out_counts.sum(axis=1) == 0, -1, np.argmax(out_counts, axis=1))
-            correct[t] = int(np.sum(guess == y))
+                if ttfs:
+                    synops_image[:, t] += s_in.reshape(n, -1) @ self.input_fanout
         self._batches += 1
+        classes = decisions(output_spikes, self.coding)  # (n, T): the core's readout rule of this code
+        correct = np.sum(classes == y[:, None], axis=0)
+        guess = classes[:, -1]
         ann_pred = np.argmax(self.parsed_model.predict_on_batch(x), axis=1)[:n]
         extra: dict[str, Any] = {
             "snntoolbox_synops_t": tb_synops,
@@ -231,6 +253,9 @@ class InisimSession:
             "normalisation": self.mode,
             "softmax_to_relu": self.softmax_to_relu,
         }
+        if ttfs:
+            extra.update(decision_figures(output_spikes, synops_image))
+            extra["ttfs_gate"] = self.gate
         return BatchResult(
             correct_t=correct,
             synops_t=synops,
@@ -238,6 +263,7 @@ class InisimSession:
             predictions=guess,
             spike_counts=counts,
             extra=extra,
+            output_spikes_t=output_spikes,
         )
 
     def close(self) -> None:
@@ -249,14 +275,54 @@ class InisimSession:
         self.workdir.cleanup(keep=self.keep_workdir)
 
 
+def _check_coding(coding: str, mode: str, softmax_to_relu: bool, gate: str) -> None:
+    """Refuse, in one line, a code snntoolbox's backends cannot simulate with these options."""
+    if coding not in SPIKE_CODES:
+        raise UsageError(f"inisim: no snntoolbox backend for --coding {coding!r} (use {' or '.join(SPIKE_CODES)})")
+    if gate not in GATES:
+        raise UsageError(f"inisim: unknown ttfs_gate {gate!r} (use {' or '.join(GATES)})")
+    if coding != "ttfs":
+        return
+    if not softmax_to_relu:
+        raise UsageError("inisim: --coding ttfs needs softmax_to_relu=true (snntoolbox's spiking softmax output "
+                         "is never refractory: it would fire more than once)")
+    if mode == "online":
+        raise UsageError("inisim: --coding ttfs has no online normalisation (snntoolbox's ttfs backend lacks it); "
+                         "use normalisation=effmodel or snntoolbox")
+
+
+def decision_figures(output_spikes: np.ndarray, synops_image: np.ndarray) -> dict[str, Any]:
+    """The decision-time figures of a TTFS batch, as the numpy reference reports them.
+
+    ``output_spikes``: ``(B, T, K)``; ``synops_image``: ``(B, T)`` each image's
+    SynOps per step.  ``decisions_t``: images deciding (first output spike)
+    at each step; ``synops_to_decision``: each decided image's SynOps up to
+    and including its decision step, summed; ``undecided_images``: images
+    without an output spike."""
+    fired = output_spikes.any(axis=2)  # (B, T)
+    decided = fired.any(axis=1)
+    first = np.argmax(fired, axis=1)[decided]
+    to_decision = np.cumsum(synops_image, axis=1)[np.flatnonzero(decided), first]
+    return {
+        "decisions_t": np.bincount(first, minlength=fired.shape[1]).astype(np.int64),
+        "synops_to_decision": int(to_decision.sum()),
+        "undecided_images": int(np.sum(~decided)),
+    }
+
+
+SUMMED_EXTRAS = ("snntoolbox_synops_t", "parsed_ann_correct", "decisions_t", "synops_to_decision", "undecided_images")
+"""Per-image figures in ``extra`` that add up over the chunks of one batch (the rest describe the run)."""
+
+
 def _merge(parts: list[BatchResult]) -> BatchResult:
     """Concatenate the results of consecutive chunks of one batch."""
     def add(key: str) -> dict[str, np.ndarray]:
         return {k: np.sum([getattr(p, key)[k] for p in parts], axis=0) for k in getattr(parts[0], key)}
 
     extra = dict(parts[0].extra)
-    extra["snntoolbox_synops_t"] = np.sum([p.extra["snntoolbox_synops_t"] for p in parts], axis=0)
-    extra["parsed_ann_correct"] = int(sum(p.extra["parsed_ann_correct"] for p in parts))
+    for key in SUMMED_EXTRAS:
+        if key in extra:
+            extra[key] = sum((p.extra[key] for p in parts[1:]), start=parts[0].extra[key])
     counts = None
     if parts[0].spike_counts is not None:
         counts = {k: np.concatenate([p.spike_counts[k] for p in parts]) for k in parts[0].spike_counts}
@@ -267,4 +333,5 @@ def _merge(parts: list[BatchResult]) -> BatchResult:
         predictions=np.concatenate([p.predictions for p in parts]),
         spike_counts=counts,
         extra=extra,
+        output_spikes_t=np.concatenate([p.output_spikes_t for p in parts]),
     )

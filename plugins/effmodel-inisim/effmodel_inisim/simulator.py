@@ -18,6 +18,11 @@ Options (``SimulationConfig.options``):
     Simulate the output layer as IF/ReLU neurons (deterministic).  With
     ``False`` it stays snntoolbox's spiking softmax, which draws random numbers
     at every step (early-time accuracy then depends on the seed).
+``ttfs_gate`` (``"image"``)
+    ``--coding ttfs`` only: a layer receives no current (not even its bias)
+    while none of its inputs has fired.  ``"image"``: decided per image, as
+    the numpy reference does (results do not depend on the batch).
+    ``"batch"``: snntoolbox's own rule, decided for the whole batch at once.
 ``log_file`` (``True``)
     Send snntoolbox's console output to ``<workdir>/snntoolbox.log`` instead
     of stdout.
@@ -30,23 +35,30 @@ from __future__ import annotations
 
 from effmodel.options import CORE_OPTIONS, SimulatorOption
 
+from .toolbox_config import SPIKE_CODES
+from .ttfs_gate import GATES
+
 NORMALISATION_MODES = ("effmodel", "snntoolbox", "online")
 OPTIONS = (
     SimulatorOption("normalisation", str, "effmodel", NORMALISATION_MODES,
                     "effmodel: the core's normalised weights; snntoolbox/online: snntoolbox normalises"),
     SimulatorOption("softmax_to_relu", bool, True, doc="simulate the output layer as IF/ReLU neurons (deterministic)"),
+    SimulatorOption("ttfs_gate", str, "image", GATES,
+                    "ttfs: a layer's input gate (no current before an input spike) per image, or per batch as snntoolbox"),
     SimulatorOption("log_file", bool, True, doc="send snntoolbox's console output to <workdir>/snntoolbox.log"),
     *CORE_OPTIONS,
 )
 
 
 class InisimSimulator:
-    """snntoolbox 0.6.0's INI simulator (temporal mean rate) as an effmodel simulator."""
+    """snntoolbox 0.6.0's INI simulator (temporal mean rate or time to first spike) as an effmodel simulator."""
 
     name = "inisim"
     options = OPTIONS  # checked by the core before training (effmodel.options)
     readouts = ("spikes",)  # snntoolbox's rule only; the core refuses --readout potential up front
-    description = "snntoolbox 0.6.0 INI simulator (temporal mean rate, tf_keras); exact and snntoolbox SynOps per step"
+    codings = tuple(SPIKE_CODES)  # rate -> its temporal_mean_rate backend, ttfs -> its ttfs backend
+    description = ("snntoolbox 0.6.0 INI simulator (temporal mean rate or ttfs, tf_keras); "
+                   "exact and snntoolbox SynOps per step")
 
     def open(self, network, config):
         """Parse and convert ``network`` once; return a session that simulates batches."""

@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+SPIKE_CODES = {"rate": "temporal_mean_rate", "ttfs": "ttfs"}
+"""effmodel's ``--coding`` -> snntoolbox's ``spike_code`` (its INI backend
+``snntoolbox.simulation.backends.inisim.<code>``)."""
+
 
 def build_config(
     workdir: Path,
@@ -26,12 +30,15 @@ def build_config(
     online: bool,
     max2avg_pool: bool,
     softmax_to_relu: bool,
+    spike_code: str = "temporal_mean_rate",
     log_vars: tuple[str, ...] = ("synaptic_operations_b_t",),
 ):
     """A complete snntoolbox config for the INI simulator in ``workdir``.
 
-    ``log_vars`` only has to name one key that makes the INI layers allocate
-    their ``spiketrain`` variables, which is what effmodel reads each step.
+    ``spike_code`` names snntoolbox's INI backend (:data:`SPIKE_CODES` maps
+    effmodel's codings to it).  ``log_vars`` only has to name one key that
+    makes the INI layers allocate their ``spiketrain`` variables, which is
+    what effmodel reads each step.
     """
     import snntoolbox
     from snntoolbox.bin.utils import load_config
@@ -46,7 +53,7 @@ def build_config(
         },
         "tools": {"evaluate_ann": False, "parse": True, "normalize": normalize, "convert": True, "simulate": True},
         "normalization": {"percentile": repr(float(percentile)), "online_normalization": online},
-        "conversion": {"softmax_to_relu": softmax_to_relu, "max2avg_pool": max2avg_pool, "spike_code": "temporal_mean_rate"},
+        "conversion": {"softmax_to_relu": softmax_to_relu, "max2avg_pool": max2avg_pool, "spike_code": spike_code},
         "simulation": {
             "simulator": "INI",
             "duration": int(duration),
@@ -63,6 +70,8 @@ def build_config(
         for key, value in items.items():
             config.set(section, key, str(value))
     # What update_setup derives from the above.
+    if "ttfs" in spike_code:  # a ttfs neuron is refractory for the whole run: it fires at most once
+        config.set("cell", "tau_refrac", str(int(duration)))
     log_dir = workdir / "log" / "gui" / config.get("paths", "runlabel")
     log_dir.mkdir(parents=True, exist_ok=True)
     config.set("paths", "log_dir_of_current_run", str(log_dir))

@@ -60,6 +60,24 @@ def test_end_to_end_through_core(inisim, small_network, small_trained, test_imag
     counts = r.first_batch_spike_counts
     assert counts["conv2d_1"].shape == (16, 26, 26, 32) and counts["maxpool_1"].shape == (16, 13, 13, 32)
     assert r.metadata["extra"]["snntoolbox_ann_ops"] > 0
+    # every batch returned its output spikes, so the core kept each image's correctness per step
+    assert r.correct_images.shape == (len(x), T) and r.correct_images.sum(axis=0).tolist() == r.correct_t.tolist()
+
+
+def test_output_spikes_per_image_and_step_without_the_padding(inisim, small_network, test_images):
+    """10 images in the fixed batch of 16: six zero images pad it, and must not appear."""
+    x, y = test_images
+    session = inisim.open(small_network, SimulationConfig(duration=T, batch_size=16, record_spiketrains=True))
+    try:
+        r = session.run_batch(x[:10], y[:10])
+    finally:
+        session.close()
+    out = r.output_spikes_t
+    assert out.shape == (10, T, 10) and set(np.unique(out)) <= {0, 1}
+    assert out.sum() > 0
+    # the same spikes as the output layer's own spiketrain variable, per image (spike_counts) and per step
+    assert np.array_equal(out.sum(axis=1), r.spike_counts["dense_2"])
+    assert np.array_equal(out.sum(axis=(0, 2)), r.spikes_t["dense_2"])
 
 
 def test_cumulative_synops_positive_and_non_decreasing(inisim, small_network, test_images):
@@ -108,6 +126,8 @@ def test_matches_snntoolbox_own_simulate(inisim, small_network, test_images):
     assert np.array_equal(snn.synaptic_operations_b_t.sum(axis=0).astype(np.int64), r.extra["snntoolbox_synops_t"])
     guesses = np.where(out.sum(axis=1) == 0, -1, np.argmax(out, axis=1))  # (B, T)
     assert np.array_equal((guesses == y[:, None]).sum(axis=0), r.correct_t)
+    # snntoolbox returns running totals (B, K, T): their steps are the output spikes per step
+    assert np.array_equal(np.diff(out, axis=2, prepend=0).transpose(0, 2, 1), r.output_spikes_t)
 
 
 def test_fresh_workdirs_and_non_empty_refused(inisim, small_network, tmp_path):
