@@ -265,7 +265,7 @@ def test_ttfs_spikes_less_than_rate_coding():
     assert sum(v.sum() for v in ttfs.synops_t.values()) < sum(v.sum() for v in rate.synops_t.values())
 
 
-def test_norse_and_inisim_declare_rate_only():
+def test_every_builtin_simulator_declares_rate_and_ttfs():
     from effmodel import plugins
     from effmodel.simulation import declared_codings
 
@@ -273,5 +273,5 @@ def test_norse_and_inisim_declare_rate_only():
     assert declared_codings(sims["numpy"]) == ("rate", "ttfs")
     for name in ("norse", "inisim"):
         if name in sims:
-            assert declared_codings(sims[name]) == ("rate",)
+            assert declared_codings(sims[name]) == ("rate", "ttfs")
 
