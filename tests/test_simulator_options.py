@@ -113,14 +113,15 @@ def test_canonical_options_do_not_depend_on_order():
     assert canonical_options({"b": 1, "a": "x"}) == canonical_options({"a": "x", "b": 1}) == '{"a":"x","b":1}'
 
 
-def test_option_combinations_are_refused_before_any_training(tmp_path):
-    """``check_config``: the numpy simulator refuses ``neuron=adaptive`` under ``--coding ttfs`` in one line,
-    before a network is trained (the model cache stays empty) and before anything is written."""
+@pytest.mark.parametrize("simulator", ["numpy", "norse"])
+def test_option_combinations_are_refused_before_any_training(tmp_path, simulator):
+    """``check_config``: the numpy and Norse simulators refuse ``neuron=adaptive`` under ``--coding ttfs`` in
+    one line, before a network is trained (the model cache stays empty) and before anything is written."""
     import subprocess
     import sys
 
     cache, out = tmp_path / "cache", tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "effmodel", "run", "--simulator", "numpy", "--coding", "ttfs",
+    r = subprocess.run([sys.executable, "-m", "effmodel", "run", "--simulator", simulator, "--coding", "ttfs",
                         "--option", "neuron=adaptive", "--models", "SmallCNN1", "--epochs", "1",
                         "--max-train-images", "200", "--num-test", "5", "--cache-dir", str(cache), "-o", str(out)],
                        capture_output=True, text=True)

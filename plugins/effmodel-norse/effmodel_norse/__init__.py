@@ -30,6 +30,32 @@ OPTIONS = (
 """What ``--option`` may set (checked by the core before training; see :mod:`effmodel_norse.simulator`)."""
 
 
+def check_neuron_options(options, coding: str) -> None:
+    """Refuse, in one line, neuron options that mean nothing together (as
+    the numpy reference): under ``--coding ttfs`` the neurons fire once
+    and reset to zero (``neuron=if`` and ``reset=zero`` describe them,
+    anything else is refused); ``mf`` belongs to adaptive neurons; ``reset``
+    to ``if`` and ``adaptive`` (Norse's ``iaf`` and ``lif`` reset to zero
+    by their own rule).  Torch-free: the core calls it before training."""
+    from effmodel.errors import UsageError
+
+    opts = dict(options)
+    neuron = str(opts.get("neuron", "if"))
+    if coding == "ttfs":
+        rate_only = [f"{k}={opts[k]}" for k in ("neuron", "reset", "mf")
+                     if k in opts and (k, str(opts[k])) not in {("neuron", "if"), ("reset", "zero")}]
+        if rate_only:
+            raise UsageError(f"norse --coding ttfs neurons fire once and reset to zero: option {', '.join(rate_only)} "
+                             "applies to rate coding")
+        return
+    if "mf" in opts and neuron != "adaptive":
+        raise UsageError("norse option mf applies to neuron=adaptive")
+    if "mf" in opts and not float(opts["mf"]) > 0:
+        raise UsageError(f"norse option mf must be positive, got {opts['mf']!r}")
+    if "reset" in opts and neuron not in ("if", "adaptive"):
+        raise UsageError(f"norse option reset applies to neuron=if|adaptive; neuron={neuron} has its own")
+
+
 def _simulator_module():
     """:mod:`effmodel_norse.simulator` (torch, Norse), imported after OpenMP
     is told to let idle workers sleep soon (``effmodel.threads.short_openmp_spin``:
@@ -50,6 +76,10 @@ class NorseSimulator:
     options = OPTIONS
     codings = ("rate", "ttfs")  # rate: IF with reset by subtraction; ttfs: time to first spike (effmodel_norse.neurons)
     description = "Norse/PyTorch simulation of the converted network, rate or ttfs code (exact SynOps, CPU or CUDA)"
+
+    def check_config(self, config):
+        """Option combinations that mean nothing together, refused before any training (torch-free)."""
+        check_neuron_options(config.options, config.coding)
 
     def open(self, network, config):
         return _simulator_module().NorseSession(network, config)

@@ -285,25 +285,10 @@ class NorseSession:
         return kernels != "off" and possible
 
     def _check_neuron_options(self, opts: dict) -> None:
-        """Refuse, in one line, neuron options that mean nothing together (as
-        the numpy reference): under ``--coding ttfs`` the neurons fire once
-        and reset to zero (``neuron=if`` and ``reset=zero`` describe them,
-        anything else is refused); ``mf`` belongs to adaptive neurons; ``reset``
-        to ``if`` and ``adaptive`` (Norse's ``iaf`` and ``lif`` reset to zero
-        by their own rule)."""
-        if self.coding == "ttfs":
-            rate_only = [f"{k}={opts[k]}" for k in ("neuron", "reset", "mf")
-                         if k in opts and (k, str(opts[k])) not in {("neuron", "if"), ("reset", "zero")}]
-            if rate_only:
-                raise UsageError(f"norse --coding ttfs neurons fire once and reset to zero: option {', '.join(rate_only)} "
-                                 "applies to rate coding")
-            return
-        if "mf" in opts and self.neuron != "adaptive":
-            raise UsageError("norse option mf applies to neuron=adaptive")
-        if "mf" in opts and not float(opts["mf"]) > 0:
-            raise UsageError(f"norse option mf must be positive, got {opts['mf']!r}")
-        if "reset" in opts and self.neuron not in ("if", "adaptive"):
-            raise UsageError(f"norse option reset applies to neuron=if|adaptive; neuron={self.neuron} has its own")
+        """Option combinations that mean nothing together (:func:`effmodel_norse.check_neuron_options`)."""
+        from . import check_neuron_options
+
+        check_neuron_options(opts, self.coding)
 
     def _configure_threads(self, threads: Any) -> None:
         """CPU: size torch's pools to the idle cores this process may use
