@@ -118,11 +118,9 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
     import pandas as pd
 
     from ..accounting import result_columns, work_from_layer_rows
-    from ..specs import spec_from_dict
     from ..threshold import DEFAULT_DELTA, DEFAULT_TOLERANCE, cost_point_step, synops_at_step
+    from .curves import counts_of, ops_snn_cost
     from .frame import require
-
-    import effmodel
 
     require(frame, ("run_id", "model", "simulator", "spec_json", "threshold_step", "synops_at_threshold"), "reprice")
     model = _model(cost_model)
@@ -148,13 +146,7 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
     records = []
     for r in out.to_dict("records"):
         key = (str(r["run_id"]), str(r["model"]), str(r["simulator"]))
-        spec_json = r.get("spec_json")
-        if spec_json not in counts_cache:
-            try:
-                counts_cache[spec_json] = effmodel.count_network(spec_from_dict(json.loads(spec_json)))
-            except (TypeError, ValueError, KeyError, UsageError):
-                counts_cache[spec_json] = None
-        counts = counts_cache[spec_json]
+        counts = counts_of(r.get("spec_json"), counts_cache)
         new: dict[str, Any] = {"cost_model": model.name}
         step, so = _num(r.get("threshold_step")), _num(r.get("synops_at_threshold"))
         reached = r.get("cost_point_reached")
@@ -187,13 +179,7 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
             records.append(new | cols)
             continue
         ann = model.ann_cost(counts)
-        updates = counts.spiking_neurons * step  # every spiking neuron, every step up to the cost point
-        priced = {"model": model, "free": replace(model, neuron_update=0.0),
-                  "synop": replace(model, neuron_update=model.synop)}[neuron_updates]
-        snn = priced.snn_cost(so, updates)
-        if first != "excluded":
-            first_cost = model.ann_cost(replace(counts, layers=first_weighted(counts)))
-            snn += first_cost * (step if first == "every-step" else 1.0)
+        snn = ops_snn_cost(model, counts, step, so, first, neuron_updates)
         new |= {"total_costs": ann, "snn_costs": snn, "factor": ann / snn if snn > 0 else float("nan")}
         if own:
             work = work_from_layer_rows(work_rows.get(key, []), str(r["model"]))
