@@ -154,9 +154,9 @@ def test_report_contents(generated):
     assert all(float(s) == pytest.approx(100 / per_model[m], abs=0.05) == float(o) for m, s, o in cells)
     eight = section(html, "Why eight networks cannot answer the question")
     assert eight.count("<td>cannot separate</td>") == 2  # the report's Table 2 and our eight reference runs
-    # Robustness: one row per convention (header + 18).
+    # Robustness: one row per convention (header + 19).
     robust = section(html, "Robustness: the verdict under every convention")
-    assert robust.count("<tr>") == 1 + 18
+    assert robust.count("<tr>") == 1 + 19
 
 
 def section(html: str, title: str) -> str:

@@ -26,6 +26,9 @@ Conventions beyond a preset:
   final error over the row's test images), so one image cannot move it;
   an iso-accuracy step never reached is censored (``cost_point_reached = 0``).
 * ``mac`` and ``flop_convention``: fields of the preset replaced.
+* ``readout="potential"``: the cost point recomputed from the potential
+  readout's images correct per step, recorded beside the run's own readout
+  (:func:`potential_errors`); results without them get no factor.
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ def _layer_rows(layers: Any) -> dict[tuple[str, str, str], list[dict[str, Any]]]
     return {tuple(str(k) for k in key): g.to_dict("records") for key, g in layers.groupby(["run_id", "model", "simulator"])}
 
 
+POTENTIAL_EXTRA = "correct_t_potential"
+
+
+def potential_errors(row: Any) -> Any:
+    """The error per step under the ``potential`` readout (the class of the
+    output neuron with the highest membrane potential) recorded beside the
+    run's own readout: the simulator's ``extra["correct_t_potential"]``
+    (images correct per step, summed over batches; Norse records it in every
+    run), kept in the row's ``extra_json``.  None when it is not there (a run
+    with ``--readout potential`` has it as its error series instead)."""
+    import numpy as np
+
+    try:
+        extra = json.loads(row.get("extra_json") or "{}")
+    except (TypeError, ValueError):
+        return None
+    sim = extra.get("simulator") if isinstance(extra, dict) else None
+    counts = sim.get(POTENTIAL_EXTRA) if isinstance(sim, dict) else None
+    n = _num(row.get("num_test"))
+    if counts is None or not (math.isfinite(n) and n > 0):
+        return None
+    try:
+        c = np.asarray(counts, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return None
+    return 1.0 - c / n if c.size else None
+
+
 def two_se_tolerance(final_error: float, images: float, floor: float = 0.01) -> float:
     """A settle tolerance that does not hinge on one image: at least
     ``floor`` and at least two standard errors of the final error,
@@ -103,13 +134,15 @@ def _num(v: Any) -> float:
 
 def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neuron_updates: str = "model",
             cost_point: str | None = None, tolerance: float | str | None = None, delta: float | None = None,
-            flop_convention: str | None = None, mac: float | None = None, timesteps: Any = None,
-            layers: Any = None) -> Any:
+            flop_convention: str | None = None, mac: float | None = None, readout: str | None = None,
+            timesteps: Any = None, layers: Any = None) -> Any:
     """A copy of ``frame`` (stored results) with ``cost_model``, ``total_costs``,
     ``snn_costs``, ``factor`` (and ``threshold_step``, ``synops_at_threshold``,
     ``cost_point_reached`` where the cost point moves) recomputed from stored
     counts under ``cost_model`` (a name or a ``CostModel``) and the
-    conventions in the module docstring.  With every convention at its
+    conventions in the module docstring.  ``readout="potential"``: the cost
+    point recomputed from the ``potential`` readout's correct counts per step
+    (:func:`potential_errors`; rows without them get no factor).  With every convention at its
     default, the fair-accounting columns are recomputed too, from the stored
     per-layer work, exactly as a fresh run computes them.
 
@@ -140,7 +173,9 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
     timesteps = frame.attrs.get("timesteps") if timesteps is None else timesteps
     layers = frame.attrs.get("layers") if layers is None else layers
     series, work_rows = _series(timesteps), _layer_rows(layers)
-    moved = cost_point is not None or tolerance is not None or delta is not None
+    if readout not in (None, "potential"):
+        raise UsageError(f"reprice: readout must be 'potential' (or None: the stored one), got {readout!r}")
+    moved = cost_point is not None or tolerance is not None or delta is not None or readout is not None
     out = pd.DataFrame(frame).copy()
     counts_cache: dict[str, Any] = {}
     records = []
@@ -152,6 +187,9 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
         reached = r.get("cost_point_reached")
         if moved:
             s = series.get(key)
+            if s is not None and readout is not None and str(r.get("readout")) != readout:
+                e = potential_errors(r)  # recorded beside the run's own readout
+                s = (e, s[1]) if e is not None and len(e) == len(s[0]) else None
             if s is None or not len(s[0]):
                 step, so, reached = float("nan"), float("nan"), None
             else:
@@ -209,6 +247,7 @@ class Convention:
     options: dict[str, Any] = field(default_factory=lambda: {"first_layer": PRIMARY_FIRST_LAYER})
     size: str = PRIMARY_SIZE
     guard: bool = True
+    needs: str = ""  # what a stored result must hold for this convention (named in the row when some lack it)
 
 
 def conventions() -> list[Convention]:
@@ -229,6 +268,8 @@ def conventions() -> list[Convention]:
         Convention("iso-accuracy, delta 0.5 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.005}),
         Convention("iso-accuracy, delta 1 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.01}),
         Convention("iso-accuracy, delta 2 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.02}),
+        Convention("readout: potential (highest membrane potential)", options=once | {"readout": "potential"},
+                   needs="the potential readout's correct counts per step (Norse records them)"),
         Convention("snntoolbox FLOP convention", options=once | {"flop_convention": "snntoolbox"}),
         Convention("flagged networks kept (no accuracy guard)", guard=False),
         Convention("fair-45nm-fp32 (dense ANN)", cost_model="fair-45nm-fp32", options={}),
@@ -283,6 +324,10 @@ def robustness(results: Any, timesteps: Any = None, layers: Any = None, simulato
                 continue
             a = prep.arches
             censored = f"{prep.censored} result(s) censored: cost point not reached" if prep.censored else ""
+            if conv.needs:
+                lacking = _lacking(priced, sim, conv)
+                censored = "; ".join(x for x in (censored, f"{lacking} of {_count(priced, sim)} result(s) lack "
+                                                           f"{conv.needs}" if lacking else "") if x)
             if len(a) == 0:
                 rows.append(ConventionRow(conv.label, sim, 0, NAN, "no data", "-", "-", float("nan"), float("nan"),
                                           censored or "the input lacks the per-layer work or per-step series needed"))
@@ -295,6 +340,19 @@ def robustness(results: Any, timesteps: Any = None, layers: Any = None, simulato
                                       float(np.exp(np.median(lf))), float(np.mean(lf > 0)),
                                       "; ".join(x for x in (c.note, censored) if x)))
     return rows
+
+
+def _count(frame: Any, simulator: str) -> int:
+    return int((frame["simulator"].astype(str) == simulator).sum())
+
+
+def _lacking(frame: Any, simulator: str, conv: Convention) -> int:
+    """Results of ``simulator`` in ``frame`` that lack what ``conv`` needs."""
+    readout = conv.options.get("readout")
+    if readout is None:
+        return 0
+    rows = frame[frame["simulator"].astype(str) == simulator].to_dict("records")
+    return sum(1 for r in rows if str(r.get("readout")) != readout and potential_errors(r) is None)
 
 
 # --- the report's section -------------------------------------------------------------
@@ -311,7 +369,9 @@ def robustness_contribution(ctx: Any) -> Any:
         "primary specification; 'factor > 1' is the share of architectures whose SNN is cheaper. Once the analog "
         "first layer is priced as the MACs it performs, the MAC:SynOp ratio changes each network's SNN cost "
         "differently, so it can move the slopes and the verdict. Rows that need per-layer work or per-step series the "
-        "input lacks say 'no data'."))
+        "input lacks say 'no data'. The readout row recomputes the cost point from the potential readout's correct "
+        "counts per step, which a simulator records beside its own readout (Norse does); it names the results that "
+        "lack them."))
     for sim in ctx.preps:
         rows = ctx.robustness(sim)
         fig = forest_figure(rows, f"{sim}: contrast per convention")
