@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -146,10 +147,10 @@ def test_the_committed_campaign_stores_still_load(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_store(data_dir, tmp_path_factory) -> Path:
+def tiny(data_dir, tmp_path_factory) -> dict:
     """A tiny converted network (no training: a least-squares readout) run
     through the numpy simulator by the executors' driver, priced by the fair
-    preset, in a store of its own."""
+    preset, in a store of its own (``store``), with the network and settings."""
     from effmodel import plugins
     from effmodel.conversion import convert
     from effmodel.datasets import to_float
@@ -181,19 +182,58 @@ def tiny_store(data_dir, tmp_path_factory) -> Path:
         item = WorkItem(spec=spec, settings=settings, run_id=run, network=network, key=item_key(spec, settings))
         summary = execute([item], store, ExecutorSettings(), export_csv=False)
         assert summary.done == ["tiny"], summary
-    return out
+    return {"store": out, "network": network, "settings": settings}
 
 
-def test_a_real_simulation_stores_correctness_that_reproduces_its_error_curve(tiny_store):
+def test_a_real_simulation_stores_correctness_that_reproduces_its_error_curve(tiny):
     """The stored matrix (the core's readout of each image's output spikes)
     gives, per step, the error the simulator counted itself."""
-    with Store(tiny_store) as store:
+    with Store(tiny["store"]) as store:
         (stored,) = store.correct_images()
         errors = np.array([r["error"] for r in store.timesteps()])
     c = unpack_correct(stored["packed"], stored["images"], stored["steps"])
     assert c.shape == (60, 25)
     assert np.allclose(1 - c.mean(axis=0), errors, atol=1e-12)
     assert 0 < c[:, -1].mean() < 1  # a real mix of right and wrong images
+
+
+def test_accuracy_against_cost_figure_data_are_the_stored_rows_priced_by_hand(tiny):
+    """The figure's data, not its pixels: accuracy and SynOps per step are the
+    stored series; report-14x (the primary pricing: first layer once) by the
+    hand formula at every step (ANN = exact FLOPs x 7.5; SNN = SynOps up to t +
+    the first layer's real synapses x 15, its exact FLOPs x 7.5); the fair
+    preset equals, at the stored cost point, what the run itself priced, and
+    at another step what a fresh run whose cost point falls there prices
+    (within 0.1 %: the output layer's spike writes are the one term that does
+    not scale with the network's SynOps; this network has one layer that
+    receives SynOps, so no layer's share can drift)."""
+    from effmodel.pipeline import compute_item
+    from effmodel.analysis.figures import accuracy_cost_data, accuracy_cost_figures
+    from effmodel.analysis.frame import load_inputs
+
+    inp = load_inputs(tiny["store"])
+    (d,) = accuracy_cost_data(inp, set())
+    (row,) = inp.results.to_dict("records")
+    ts = inp.timesteps.sort_values("t")
+    err, syn = ts["error"].to_numpy(float), ts["synops_cumulative"].to_numpy(float)
+    assert np.array_equal(d.accuracy, 1 - err) and np.array_equal(d.synops, syn)
+    assert d.ann_accuracy == row["ann_accuracy"] and d.ann_macs == row["ann_macs"]
+    curves = {c.cost_model: c for c in d.curves}
+    assert set(curves) == {"report-14x", "fair-45nm-fp32"}
+    r14 = curves["report-14x"]
+    assert r14.ann_cost == pytest.approx(row["ann_flops"] * 7.5, rel=1e-12)
+    assert np.allclose(r14.snn_cost, syn + row["synops_input_layer"] * 15, rtol=1e-12) and r14.exact_at is None
+    fair, t = curves["fair-45nm-fp32"], int(row["threshold_step"])
+    assert row["cost_model"] == "fair-45nm-fp32" and fair.exact_at == t
+    assert fair.snn_cost[t - 1] == pytest.approx(row["snn_costs"], rel=1e-9)
+    assert fair.ann_cost == pytest.approx(row["total_costs"], rel=1e-9)
+    assert np.all(np.diff(fair.snn_cost) > 0)  # neuron updates alone make every step cost more
+    early = compute_item(tiny["network"].spec, replace(tiny["settings"], threshold_tolerance=0.5), "early",
+                         network=tiny["network"]).row
+    assert early["threshold_step"] < t
+    assert fair.snn_cost[early["threshold_step"] - 1] == pytest.approx(early["snn_costs"], rel=1e-3)
+    (fig,) = accuracy_cost_figures(inp, set())
+    assert fig.png[:4] == b"\x89PNG"
 
 
 # --- the report ------------------------------------------------------------------------------------
