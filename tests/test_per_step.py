@@ -141,6 +141,12 @@ def test_the_committed_campaign_stores_still_load(tmp_path):
     shutil.copy(src, tmp_path / "effmodel.sqlite")
     inp = load_inputs(tmp_path)
     assert len(inp.results) >= 1 and len(inp.correct) == 0
+    from effmodel.analysis.coststep import NO_CORRECTNESS, item_cost_steps
+    from effmodel.plugins import get_cost_models
+
+    items = item_cost_steps(inp, get_cost_models(), B=200)
+    assert len(items) == len(inp.results)
+    assert all(i.interval is None and i.cells() == ["-", "-"] and i.why == NO_CORRECTNESS for i in items.values())
 
 
 # --- the pipeline hands it over -----------------------------------------------------------------

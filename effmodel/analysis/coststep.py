@@ -73,8 +73,10 @@ def cost_step(correct: Any, tolerance: float = 0.01, snn_cost_cumulative: Any = 
     cf = c.astype(np.float32)  # counts @ cf sums at most n small integers: exact in float32 below 2**24
     steps = np.empty(B, dtype=np.int64)
     for lo in range(0, B, CHUNK):  # replicates in chunks: (B x n) draw counts would not fit for 10,000 images
-        counts = rng.multinomial(n, np.full(n, 1 / n), size=min(CHUNK, B - lo))  # how often each image is drawn
-        steps[lo:lo + len(counts)] = settle_steps(1 - (counts.astype(np.float32) @ cf).astype(float) / n, tolerance)
+        k = min(CHUNK, B - lo)
+        drawn = rng.integers(0, n, size=(k, n)) + n * np.arange(k)[:, None]  # n images drawn with replacement, per replicate
+        counts = np.bincount(drawn.ravel(), minlength=k * n).reshape(k, n)  # how often each image is drawn
+        steps[lo:lo + k] = settle_steps(1 - (counts.astype(np.float32) @ cf).astype(float) / n, tolerance)
     q = [(1 - level) / 2, (1 + level) / 2]
     lo, hi = np.quantile(steps, q, method="inverted_cdf")
     factor = None
@@ -185,16 +187,17 @@ def coststep_contribution(ctx: Any) -> Any:
         "uncertainty that needs only the stored error curve."))
     paper = ctx.paper_models
     order = sorted(items.values(), key=lambda i: (base_name(i.model) not in paper, i.model, i.simulator, str(i.seed)))
+    have = [i for i in order if i.interval is not None]
+    if not have:  # one sentence, not a table of dashes
+        reasons = sorted({i.why for i in order})
+        sec.blocks.append(Text(f"None of the {len(order)} results has an interval: " + "; ".join(reasons) + "."))
+        return Contribution([sec])
     rows = [[i.model, i.simulator, fmt(i.seed), "-" if i.images is None else str(i.images),
              *i.cells(), i.cost_model, i.why] for i in order]
     sec.blocks.append(Table(["model", "simulator", "seed", "images", "cost step [95% CI]", "factor [95% CI]",
                              "cost model", "why not available"], rows, "The cost step and factor over resampled images."))
-    have = [i for i in order if i.interval is not None]
-    lines = []
-    if have:
-        import numpy as np
+    import numpy as np
 
-        width = float(np.median([i.interval.step.high - i.interval.step.low for i in have]))
-        lines.append(f"Cost step: 95 % intervals over test images for {len(have)} of {len(order)} results "
-                     f"(median width {width:.0f} steps).")
-    return Contribution([sec], lines)
+    width = float(np.median([i.interval.step.high - i.interval.step.low for i in have]))
+    return Contribution([sec], [f"Cost step: 95 % intervals over test images for {len(have)} of {len(order)} results "
+                                f"(median width {width:.0f} steps)."])

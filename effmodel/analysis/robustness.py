@@ -269,7 +269,7 @@ def conventions() -> list[Convention]:
         Convention("iso-accuracy, delta 1 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.01}),
         Convention("iso-accuracy, delta 2 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.02}),
         Convention("readout: potential (highest membrane potential)", options=once | {"readout": "potential"},
-                   needs="the potential readout's correct counts per step (Norse records them)"),
+                   needs="the potential readout's correct counts per step, which Norse records"),
         Convention("snntoolbox FLOP convention", options=once | {"flop_convention": "snntoolbox"}),
         Convention("flagged networks kept (no accuracy guard)", guard=False),
         Convention("fair-45nm-fp32 (dense ANN)", cost_model="fair-45nm-fp32", options={}),
