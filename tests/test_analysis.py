@@ -450,6 +450,22 @@ def test_cost_step_interval_by_hand():
     assert "cost step 3 [1, 3] over 2 images" in c.sentence()
 
 
+def test_cost_step_interval_is_the_largest_of_n_draws():
+    """100 images, image i right from step i + 1 on, tolerance 0: a resample's
+    settle step is the largest i + 1 it draws, so P(step <= s) = (s / 100)^100.
+    The 2.5 % quantile is the first s with that >= 0.025: 0.96^100 = 0.017,
+    0.97^100 = 0.048, so 97; the 97.5 % one is 100 (0.99^100 = 0.37).  With
+    4,000 resamples, about 68 +- 8 fall at or below 96 and 190 +- 14 at or
+    below 97 against the 100 the quantile needs."""
+    from effmodel.analysis.coststep import cost_step
+
+    n = 100
+    correct = np.arange(1, n + 2)[None, :] >= (np.arange(n) + 1)[:, None]  # (100, 101): row i from step i + 1
+    assert 0.96 ** n < 0.025 < 0.97 ** n
+    c = cost_step(correct, 0.0, B=4000)
+    assert (c.step.estimate, c.step.low, c.step.high) == (100, 97, 100)
+
+
 def test_vectorised_settle_steps_follow_the_threshold_rule():
     from effmodel.analysis.coststep import settle_steps
     from effmodel.threshold import threshold_step
