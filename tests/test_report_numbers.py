@@ -214,7 +214,9 @@ ROBUST = {  # convention label -> the hand pricing of the stored rows
 def test_every_repriceable_robustness_row_matches(case):
     rows, md = case
     table = {r[0]: r for r in md_table(md_section(md, "Robustness: the verdict under every convention"), "convention")}
-    assert len(table) == 18
+    assert len(table) == 19
+    readout = table["readout: potential (highest membrane potential)"]  # no result recorded the potential readout
+    assert readout[2] == "-" and readout[3].startswith("no data (") and "lack the potential readout's" in readout[3]
     for label, how in ROBUST.items():
         cells = table[label]
         a = arch_table(rows, hand_factor(rows, **how))
