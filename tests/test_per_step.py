@@ -160,11 +160,11 @@ def tiny(data_dir, tmp_path_factory) -> dict:
     from effmodel import plugins
     from effmodel.conversion import convert
     from effmodel.datasets import to_float
-    from effmodel.executors import ExecutorSettings, WorkItem, execute
     from effmodel.forward import iter_layers
-    from effmodel.pipeline import RunSettings, dataset_arrays, item_key
+    from effmodel.pipeline import RunSettings, dataset_arrays
     from effmodel.simulation import LayerWeights, NormalisationSettings
     from effmodel.specs import ArchitectureSpec, LayerSpec
+    from effmodel.testing import store_item
 
     if "numpy" not in plugins.get_simulators():
         pytest.skip("the numpy simulator plugin is not installed")
@@ -183,11 +183,8 @@ def tiny(data_dir, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("tiny")
     settings = RunSettings(simulator="numpy", output=out, data_dir=data_dir, num_test=60, duration=25, batch_size=20,
                            cost_model="fair-45nm-fp32", record_layers=False)
-    with Store(out) as store:
-        run = store.start_run("test", {})
-        item = WorkItem(spec=spec, settings=settings, run_id=run, network=network, key=item_key(spec, settings))
-        summary = execute([item], store, ExecutorSettings(), export_csv=False)
-        assert summary.done == ["tiny"], summary
+    with Store(out) as store:  # through the executors' driver, as `effmodel run` stores it
+        assert store_item(spec, settings, store, store.start_run("test", {}), network=network) is not None
     return {"store": out, "network": network, "settings": settings}
 
 

@@ -182,7 +182,8 @@ def coststep_contribution(ctx: Any) -> Any:
         "Each result's settle step (the first step after which the error stays within the tolerance of its final "
         f"value) and the factor at it, with 95 % percentile intervals from {ctx.bootstrap} resamples of its test images "
         "(per-image correctness per step, stored by simulators that return each image's output spikes). The factor is "
-        "priced under the result's own cost model at every resampled step. '-': not available, with the reason. "
+        "priced under the result's own cost model at every resampled step (fair presets: exact at the stored cost point, "
+        "elsewhere with its per-layer work scaled by the network's SynOps). '-': not available, with the reason. "
         "The robustness table's row 'settle, tolerance max(1 pt, 2 SE of the final error)' is the version of this "
         "uncertainty that needs only the stored error curve."))
     paper = ctx.paper_models
