@@ -534,7 +534,7 @@ def execute(
         if outcome.ok:
             r = outcome.result
             with _locked(store):  # other effmodel processes writing into the same folder wait
-                store.write_result(r.row, r.timesteps, r.layers)
+                store.write_result(r.row, r.timesteps, r.layers, r.correct_images)
                 if export_csv:
                     store.export_csv()
             summary.done.append(name)

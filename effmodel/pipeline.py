@@ -394,6 +394,7 @@ class ItemResult:
     row: Mapping[str, Any]
     timesteps: tuple[Mapping[str, Any], ...]
     layers: tuple[Mapping[str, Any], ...]
+    correct_images: np.ndarray | None = None  # (images, steps) bool, for the cost step's bootstrap
 
 
 def compute_item(
@@ -530,7 +531,7 @@ def compute_item(
     )
     for r in layers:
         r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator} | provenance
-    return ItemResult(row=row, timesteps=timesteps, layers=tuple(layers))
+    return ItemResult(row=row, timesteps=timesteps, layers=tuple(layers), correct_images=result.correct_images)
 
 
 def _remove_workdir(workdir: Path, remove_empty_parents: bool) -> None:

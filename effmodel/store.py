@@ -9,7 +9,10 @@ A result's identity is (``item_key``, simulator): writing a result replaces
 any stored result of the same identity, from any run, in the same
 transaction, and reads return one row per identity (the newest), also from
 stores written by older versions that hold duplicates.  Stores from older
-versions gain new columns on open.  Runs record their process id and host;
+versions gain new columns (and tables) on open.  Per-image correctness per
+step (``correct_images``, a zlib'd bit matrix: :func:`effmodel.readout.pack_correct`)
+lives in its own table ``image_correctness``, written in the result's
+transaction and never exported to CSV.  Runs record their process id and host;
 a ``running`` run whose process is gone is marked ``interrupted`` on open.
 """
 
@@ -85,7 +88,14 @@ CREATE TABLE IF NOT EXISTS results ({_decl(RESULT_COLUMNS)}, PRIMARY KEY (run_id
 CREATE INDEX IF NOT EXISTS results_item ON results (item_key, simulator);
 CREATE TABLE IF NOT EXISTS timesteps ({_decl(TIMESTEP_COLUMNS)}, PRIMARY KEY (run_id, model, simulator, t));
 CREATE TABLE IF NOT EXISTS layers ({_decl(LAYER_COLUMNS)}, PRIMARY KEY (run_id, model, simulator, layer));
+CREATE TABLE IF NOT EXISTS image_correctness (
+    run_id TEXT, model TEXT, simulator TEXT, images INTEGER, steps INTEGER, packed BLOB,
+    PRIMARY KEY (run_id, model, simulator)
+);
 """
+# Stores written before image_correctness existed gain it (empty) on open:
+# CREATE TABLE IF NOT EXISTS in SCHEMA is that migration.
+SERIES_TABLES = ("results", "timesteps", "layers", "image_correctness")  # what one result's identity spans
 
 
 # The newest stored row of each identity (item_key, simulator); rows without
@@ -211,12 +221,19 @@ class Store:
         row: Mapping[str, Any],
         timesteps: Iterable[Mapping[str, Any]],
         layers: Iterable[Mapping[str, Any]],
+        correct_images: Any = None,
     ) -> None:
         """Insert one model result with its series, atomically, replacing any
-        stored result of the same (item_key, simulator) or (run, model, simulator)."""
+        stored result of the same (item_key, simulator) or (run, model, simulator).
+
+        ``correct_images``: optional ``(images, steps)`` bool, whether each
+        test image is classified correctly at each step
+        (:attr:`effmodel.simulation.SimulationResult.correct_images`), stored
+        bit-packed; its shape must match the row's ``num_test`` and ``duration``."""
         unknown = set(row) - set(RESULT_COLUMNS)
         if unknown:
             raise ValueError(f"unknown result columns: {sorted(unknown)}")
+        packed = _packed_correctness(correct_images, row)
         values = {c: row.get(c) for c in RESULT_COLUMNS}
         values["created"] = values["created"] or _now()
         with closing(self._db.cursor()) as cur:
@@ -227,12 +244,15 @@ class Store:
                     keys |= {tuple(r) for r in cur.execute(
                         "SELECT run_id, model, simulator FROM results WHERE item_key = ? AND simulator = ?",
                         (values["item_key"], values["simulator"]))}
-                for table in ("results", "timesteps", "layers"):
+                for table in SERIES_TABLES:
                     cur.executemany(f"DELETE FROM {table} WHERE run_id=? AND model=? AND simulator=?", sorted(keys))
                 cur.execute(_insert("results", RESULT_COLUMNS), [_py(values[c]) for c in RESULT_COLUMNS])
                 cur.executemany(_insert("timesteps", TIMESTEP_COLUMNS), [
                     [_py(r.get(c) if c in PROVENANCE_COLUMNS else r[c]) for c in TIMESTEP_COLUMNS] for r in timesteps])
                 cur.executemany(_insert("layers", LAYER_COLUMNS), [[_py(r.get(c)) for c in LAYER_COLUMNS] for r in layers])
+                if packed is not None:
+                    cur.execute(_insert("image_correctness", ("run_id", "model", "simulator", "images", "steps", "packed")),
+                                (row["run_id"], row["model"], row["simulator"], *packed))
                 fault_point("store-write", row["model"])
                 cur.execute("COMMIT")
             except BaseException:
@@ -258,6 +278,12 @@ class Store:
              "ON s.run_id = w.run_id AND s.model = w.model AND s.simulator = w.simulator"
              + (" WHERE s.run_id = ?" if run_id else "") + f" ORDER BY s.run_id, s.model, s.simulator, s.{order}")
         return [dict(r) for r in self._db.execute(q, (run_id,) if run_id else ())]
+
+    def correct_images(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The per-image correctness of the rows :meth:`results` returns, where
+        stored: ``run_id``, ``model``, ``simulator``, ``images``, ``steps`` and
+        ``packed`` (bytes; :func:`effmodel.readout.unpack_correct` reads them)."""
+        return self._series("image_correctness", "rowid", run_id)
 
     def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM runs ORDER BY created")]
@@ -306,6 +332,26 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
             w.writerow(r)
     os.replace(tmp, path)
     return path
+
+
+def _packed_correctness(correct: Any, row: Mapping[str, Any]) -> tuple[int, int, bytes] | None:
+    """``(images, steps, packed bits)`` of a per-image correctness matrix,
+    checked against the row it belongs to (None: nothing to store)."""
+    if correct is None:
+        return None
+    import numpy as np
+
+    from .readout import pack_correct
+
+    c = np.asarray(correct)
+    if c.ndim != 2 or c.dtype != bool:
+        raise ValueError(f"correct_images must be a 2-d bool array (images x steps), got {c.dtype} {c.shape}")
+    for axis, column in ((0, "num_test"), (1, "duration")):
+        want = row.get(column)
+        if want is not None and int(want) != c.shape[axis]:
+            raise ValueError(f"correct_images has {c.shape[axis]} {('images', 'steps')[axis]}, "
+                             f"but the row's {column} is {want}")
+    return c.shape[0], c.shape[1], pack_correct(c)
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:

@@ -15,6 +15,9 @@ Nothing here imports TensorFlow or torch (the simulator under test may).
   it to run a tiny network end to end), and :func:`store_item`: one item
   through effmodel's driver into a store, as ``effmodel run`` computes and
   stores it.
+- :func:`synthetic_store` / :func:`synthetic_result`: schema-valid stored
+  results with a planted factor (nothing simulated), for report and notebook
+  tests.
 - the pytest fixture ``effmodel_plugin`` (loaded automatically through the
   ``pytest11`` entry point of the ``effmodel`` distribution): register a
   throwaway plugin object for one test; it is removed again afterwards.
@@ -24,6 +27,7 @@ Each check raises ``AssertionError`` with every problem found, one per line.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -144,6 +148,85 @@ def store_item(spec: ArchitectureSpec, settings: Any, store: Any, run_id: str = 
                     key=item_key(spec, settings, network.weights if network is not None else None))
     summary = execute([item], store, ExecutorSettings(), force=force, stop_on_error=True)
     return summary.rows[0] if summary.rows else None
+
+
+def synthetic_result(spec: ArchitectureSpec, log_factor: float, rng: np.random.Generator, *, run_id: str = "synthetic",
+                     family: str = "reference", seed: int = 0, simulator: str = "fake",
+                     steps: int = 60) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One schema-valid stored result of ``spec`` whose report-14x factor is
+    ``exp(log_factor)``, as ``(row, timesteps, layers)`` for
+    :meth:`effmodel.store.Store.write_result`; nothing is simulated.
+
+    The counts are ``spec``'s exact ones; the error falls as
+    ``e + (0.9 - e) exp(-t / (1.5 depth))`` to ``e`` = 2 % (MNIST) or 35 %;
+    SynOps grow linearly, at the rate that puts the factor (exact FLOPs x 7.5
+    over the SynOps at the settle step, tolerance 1 point) at the target; the
+    mean spike rate is drawn from ``rng`` (uniform 0.02-0.2); every layer
+    with neurons has a per-layer row.  For report and notebook tests with
+    planted effects."""
+    from .counting import count_network
+    from .threshold import synops_at_step, threshold_step
+
+    c = count_network(spec)
+    t = np.arange(1, steps + 1)
+    e_final = 0.02 if spec.dataset == "mnist" else 0.35
+    err = e_final + (0.9 - e_final) * np.exp(-t / (1.5 * spec.depth))
+    total = c.flops_exact / 2 * 14 + c.flops_exact / 2
+    step = threshold_step(err, 0.01)
+    syn = np.cumsum(np.full(steps, total / np.exp(log_factor) / step))
+    so = synops_at_step(syn, step)
+    row = {
+        "run_id": run_id, "item_key": f"{spec.content_hash()}-{seed}-{simulator}", "model": spec.name,
+        "dataset": spec.dataset, "simulator": simulator, "cost_model": "report-14x", "family": family, "seed": seed,
+        "epochs": spec.epochs, "depth": spec.depth, "conv_layers": spec.conv_layers, "dense_layers": spec.dense_layers,
+        "params": c.params, "neurons": c.neurons, "ann_accuracy": 1 - e_final + 0.005, "ann_macs": c.macs,
+        "ann_synapses": c.synapses, "ann_flops": c.flops_exact, "ann_flops_snntoolbox": c.flops_snntoolbox,
+        "ann_flops_simulator": None, "snn_accuracy": 1 - err[-1], "duration": steps, "num_test": 100,
+        "batch_size": 50, "normalisation_percentile": 99.9, "threshold_tolerance": 0.01, "threshold_step": step,
+        "synops_at_threshold": so, "synops_total": float(syn[-1]), "synops_input_layer": float(c.layers[0].synapses),
+        "neuron_updates_total": float(c.membrane_neurons * steps), "mean_spike_rate": float(rng.uniform(0.02, 0.2)),
+        "total_costs": total, "snn_costs": so, "factor": total / so, "wall_seconds": 1.0,
+        "spec_json": json.dumps(spec.to_dict()), "extra_json": "{}",
+    }
+    series = [{"run_id": run_id, "model": spec.name, "simulator": simulator, "t": int(k), "error": float(err[k - 1]),
+               "synops_cumulative": float(syn[k - 1])} for k in t]
+    layers = [{"run_id": run_id, "model": spec.name, "simulator": simulator, "layer": l.name, "type": l.type,
+               "neurons": lc.neurons, "spikes": 1000, "synops": 5000, "spike_rate": 0.1,
+               "rate_act_corr": float(0.98 - 0.04 * j)}
+              for j, (l, lc) in enumerate((l, lc) for l, lc in zip(spec.layers, c.layers) if lc.neurons > 0)]
+    return row, series, layers
+
+
+def synthetic_store(directory: str | Path, log_factor: Callable[[ArchitectureSpec, Any, np.random.Generator], float],
+                    n_sweep: int = 14, seed: int = 0, simulator: str = "fake") -> Path:
+    """A store in ``directory`` with the report's eight reference models
+    (family ``reference``, one run) and ``n_sweep`` sampled sweep networks
+    with seeds 0 and 1 (family ``sweep``, a second run), each a
+    :func:`synthetic_result` whose log factor is ``log_factor(spec, counts,
+    rng)`` (``counts``: :func:`effmodel.counting.count_network` of ``spec``):
+    a planted effect, plus whatever noise the function draws from ``rng``."""
+    from . import sweep
+    from .counting import count_network
+    from .paths import architectures_dir
+    from .specs import load_spec_dir
+    from .store import Store
+
+    rng = np.random.default_rng(seed)
+    with Store(directory) as store:
+        run = store.start_run(f"effmodel run --simulator {simulator} --num-test 100",
+                              {"settings": {"simulator": simulator}})
+        for spec in load_spec_dir(architectures_dir()):
+            store.write_result(*synthetic_result(spec, log_factor(spec, count_network(spec), rng), rng, run_id=run,
+                                                 simulator=simulator))
+        store.finish_run(run)
+        run = store.start_run(f"effmodel sweep --simulator {simulator} --seeds 0,1", {"settings": {"simulator": simulator}})
+        for p in sweep.sample(sweep.grid()[0], n_sweep):
+            for s in (0, 1):
+                spec = replace(p.spec, name=f"{p.spec.name}-s{s}")
+                store.write_result(*synthetic_result(spec, log_factor(spec, count_network(spec), rng), rng, run_id=run,
+                                                     family="sweep", seed=s, simulator=simulator))
+        store.finish_run(run)
+    return Path(directory)
 
 
 def reference_simulator() -> Any:

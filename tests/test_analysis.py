@@ -255,6 +255,61 @@ def test_an_iso_accuracy_point_never_reached_is_censored():
     assert r["cost_point_reached"] == 0 and r["threshold_step"] == 6
 
 
+POTENTIAL = [60, 85, 89, 90, 90, 90]  # images correct per step under the potential readout, of 100
+
+
+def _potential_row(hidden: int = 3, counts=POTENTIAL, **extra):
+    """``_hand_row`` with ``hidden`` hidden units and the potential readout's
+    correct counts recorded as Norse records them (extra correct_t_potential)."""
+    r = _hand_row(num_test=100, **extra)
+    spec = json.loads(r["spec_json"])
+    spec["layers"][1]["units"] = hidden
+    extra_json = "{}" if counts is None else json.dumps({"simulator": {"correct_t_potential": counts}})
+    return r | {"model": f"hand{hidden}", "spec_json": json.dumps(spec), "extra_json": extra_json, "seed": 0,
+                "dataset": "mnist", "depth": 2 + hidden % 2, "conv_layers": 0, "dense_layers": 2,
+                "params": 18 * hidden + hidden + 2, "neurons": hidden + 2, "ann_macs": 18 * hidden}
+
+
+def test_the_potential_readout_reprices_from_its_recorded_counts():
+    """Potential errors 0.4, 0.15, 0.11, 0.10, 0.10, 0.10: within 1 point of
+    the final 0.10 from step 3, so 30 SynOps (the stored spike readout's
+    series settles at step 4: 40).  A row without the counts gets no factor;
+    a row run with --readout potential keeps its own series."""
+    ts = pd.concat([HAND_TS.assign(model=m) for m in ("hand3", "hand4")], ignore_index=True)
+    frame = pd.DataFrame([_potential_row(3), _potential_row(4, counts=None)])
+    out = effmodel.reprice(frame, "report-14x", timesteps=ts, readout="potential")
+    assert out.iloc[0]["threshold_step"] == 3 and out.iloc[0]["snn_costs"] == 30
+    assert out.iloc[0]["factor"] == pytest.approx(810 / 30)
+    assert math.isnan(out.iloc[1]["factor"])
+    own = effmodel.reprice(pd.DataFrame([_potential_row(4, counts=None, readout="potential")]).assign(model="hand3"),
+                           "report-14x", timesteps=ts, readout="potential")
+    assert own.iloc[0]["threshold_step"] == 4 and own.iloc[0]["snn_costs"] == 40
+    with pytest.raises(UsageError, match="readout must be 'potential'"):
+        effmodel.reprice(frame, "report-14x", timesteps=ts, readout="spikes")
+
+
+def test_the_readout_robustness_row_by_hand():
+    """Four networks 16 -> h -> 2 (h = 3..6): ANN = 36 h / 2 x 15 = 270 h;
+    the primary pricing charges the first layer's 32 h FLOPs once (240 h) and
+    the potential readout's 30 SynOps: factor 270 h / (30 + 240 h).  Without
+    the recorded counts the row says what is missing instead of a number."""
+    from effmodel.analysis.robustness import conventions, robustness
+
+    (conv,) = [c for c in conventions() if c.label.startswith("readout: potential")]
+    hs = (3, 4, 5, 6)
+    ts = pd.concat([HAND_TS.assign(model=f"hand{h}") for h in hs], ignore_index=True)
+    (row,) = robustness(pd.DataFrame([_potential_row(h) for h in hs]), ts, None, B=200, convs=[conv])
+    want = np.array([270 * h / (30 + 240 * h) for h in hs])
+    assert row.n == 4 and row.median_factor == pytest.approx(math.exp(np.median(np.log(want))))
+    assert row.share_cheaper == 1.0 and "lack" not in row.note
+    (none,) = robustness(pd.DataFrame([_potential_row(h, counts=None) for h in hs]), ts, None, B=200, convs=[conv])
+    assert none.verdict == "no data" and none.row()[2] == "-"
+    assert "4 of 4 result(s) lack the potential readout's correct counts per step" in none.note
+    (some,) = robustness(pd.DataFrame([_potential_row(h, counts=None if h == 6 else POTENTIAL) for h in hs]), ts,
+                         None, B=200, convs=[conv])
+    assert some.n == 3 and "1 of 4 result(s) lack" in some.note
+
+
 def test_unknown_cost_model_and_missing_columns_are_one_line():
     with pytest.raises(UsageError, match="unknown cost model 'nope'"):
         effmodel.reprice(pd.DataFrame([_hand_row()]), "nope")
@@ -393,6 +448,22 @@ def test_cost_step_interval_by_hand():
     assert (c.step.estimate, c.step.low, c.step.high) == (3, 1, 3)
     assert (c.factor.estimate, c.factor.low, c.factor.high) == (4, 4, 12)
     assert "cost step 3 [1, 3] over 2 images" in c.sentence()
+
+
+def test_cost_step_interval_is_the_largest_of_n_draws():
+    """100 images, image i right from step i + 1 on, tolerance 0: a resample's
+    settle step is the largest i + 1 it draws, so P(step <= s) = (s / 100)^100.
+    The 2.5 % quantile is the first s with that >= 0.025: 0.96^100 = 0.017,
+    0.97^100 = 0.048, so 97; the 97.5 % one is 100 (0.99^100 = 0.37).  With
+    4,000 resamples, about 68 +- 8 fall at or below 96 and 190 +- 14 at or
+    below 97 against the 100 the quantile needs."""
+    from effmodel.analysis.coststep import cost_step
+
+    n = 100
+    correct = np.arange(1, n + 2)[None, :] >= (np.arange(n) + 1)[:, None]  # (100, 101): row i from step i + 1
+    assert 0.96 ** n < 0.025 < 0.97 ** n
+    c = cost_step(correct, 0.0, B=4000)
+    assert (c.step.estimate, c.step.low, c.step.high) == (100, 97, 100)
 
 
 def test_vectorised_settle_steps_follow_the_threshold_rule():

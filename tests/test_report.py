@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,62 +20,26 @@ from effmodel.errors import UsageError
 from effmodel.paths import architectures_dir
 from effmodel.specs import load_spec_dir
 from effmodel.store import Store
-from effmodel.threshold import synops_at_step, threshold_step
+from effmodel.testing import synthetic_result, synthetic_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
 
+def _planted(spec, counts, rng) -> float:
+    """log(factor) = 2.5 - 0.6 depth + 0.2 (log(params) - 12) + noise."""
+    return 2.5 - 0.6 * spec.depth + 0.2 * (np.log(counts.params) - 12) + rng.normal(0, 0.25)
+
+
 def _result(spec, family, run_id, seed, rng, simulator="fake"):
     """One stored item: a row, its per-step series and per-layer rows."""
-    c = count_network(spec)
-    T = 60
-    t = np.arange(1, T + 1)
-    e_final = 0.02 if spec.dataset == "mnist" else 0.35
-    err = e_final + (0.9 - e_final) * np.exp(-t / (1.5 * spec.depth))
-    # log(factor) = 2.5 - 0.6 depth + noise: the SynOps are set to match.
-    total = c.flops_exact / 2 * 14 + c.flops_exact / 2
-    step = threshold_step(err, 0.01)
-    so_target = total / np.exp(2.5 - 0.6 * spec.depth + 0.2 * (np.log(c.params) - 12) + rng.normal(0, 0.25))
-    syn = np.cumsum(np.full(T, so_target / step))
-    so = synops_at_step(syn, step)
-    row = {
-        "run_id": run_id, "item_key": f"{spec.content_hash()}-{seed}-{simulator}", "model": spec.name,
-        "dataset": spec.dataset, "simulator": simulator, "cost_model": "report-14x", "family": family, "seed": seed,
-        "epochs": spec.epochs, "depth": spec.depth, "conv_layers": spec.conv_layers, "dense_layers": spec.dense_layers,
-        "params": c.params, "neurons": c.neurons, "ann_accuracy": 1 - e_final + 0.005, "ann_macs": c.macs,
-        "ann_synapses": c.synapses, "ann_flops": c.flops_exact, "ann_flops_snntoolbox": c.flops_snntoolbox,
-        "ann_flops_simulator": None, "snn_accuracy": 1 - err[-1], "duration": T, "num_test": 100, "batch_size": 50,
-        "normalisation_percentile": 99.9, "threshold_tolerance": 0.01, "threshold_step": step,
-        "synops_at_threshold": so, "synops_total": float(syn[-1]), "synops_input_layer": float(c.layers[0].synapses),
-        "neuron_updates_total": float(c.membrane_neurons * T), "mean_spike_rate": float(rng.uniform(0.02, 0.2)),
-        "total_costs": total, "snn_costs": so, "factor": total / so, "wall_seconds": 1.0,
-        "spec_json": json.dumps(spec.to_dict()), "extra_json": "{}",
-    }
-    ts = [{"run_id": run_id, "model": spec.name, "simulator": simulator, "t": int(k), "error": float(err[k - 1]),
-           "synops_cumulative": float(syn[k - 1])} for k in t]
-    layers = [{"run_id": run_id, "model": spec.name, "simulator": simulator, "layer": l.name, "type": l.type,
-               "neurons": lc.neurons, "spikes": 1000, "synops": 5000, "spike_rate": 0.1,
-               "rate_act_corr": float(0.98 - 0.04 * j)}
-              for j, (l, lc) in enumerate((l, lc) for l, lc in zip(spec.layers, c.layers) if lc.neurons > 0)]
-    return row, ts, layers
+    return synthetic_result(spec, _planted(spec, count_network(spec), rng), rng, run_id=run_id, family=family,
+                            seed=seed, simulator=simulator)
 
 
 def build_store(directory: Path, n_sweep: int = 14) -> Path:
     """A store with the eight reference models and a small sweep (two seeds)."""
-    rng = np.random.default_rng(0)
-    with Store(directory) as store:
-        run = store.start_run("effmodel run --simulator fake --num-test 100", {"settings": {"simulator": "fake"}})
-        for spec in load_spec_dir(architectures_dir()):
-            store.write_result(*_result(spec, "reference", run, 0, rng))
-        store.finish_run(run)
-        run = store.start_run("effmodel sweep --simulator fake --seeds 0,1", {"settings": {"simulator": "fake"}})
-        for p in sweep.sample(sweep.grid()[0], n_sweep):
-            for seed in (0, 1):
-                spec = replace(p.spec, name=f"{p.spec.name}-s{seed}")
-                store.write_result(*_result(spec, "sweep", run, seed, rng))
-        store.finish_run(run)
-    return directory
+    return synthetic_store(directory, _planted, n_sweep=n_sweep)
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +117,9 @@ def test_report_contents(generated):
     assert all(float(s) == pytest.approx(100 / per_model[m], abs=0.05) == float(o) for m, s, o in cells)
     eight = section(html, "Why eight networks cannot answer the question")
     assert eight.count("<td>cannot separate</td>") == 2  # the report's Table 2 and our eight reference runs
-    # Robustness: one row per convention (header + 18).
+    # Robustness: one row per convention (header + 19).
     robust = section(html, "Robustness: the verdict under every convention")
-    assert robust.count("<tr>") == 1 + 18
+    assert robust.count("<tr>") == 1 + 19
 
 
 def section(html: str, title: str) -> str:

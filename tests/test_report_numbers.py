@@ -15,65 +15,24 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from effmodel import sweep
 from effmodel.analysis.report import generate
-from effmodel.counting import count_network
-from effmodel.paths import architectures_dir
-from effmodel.specs import load_spec_dir
 from effmodel.store import Store
-from effmodel.threshold import synops_at_step, threshold_step
+from effmodel.testing import synthetic_store
 
 B = 400  # the report's bootstrap replicates in these tests
 
 
-def _item(spec, family, run_id, seed, rng, b_depth, b_size):
-    c = count_network(spec)
-    T = 60
-    t = np.arange(1, T + 1)
-    e_final = 0.02 if spec.dataset == "mnist" else 0.35
-    err = e_final + (0.9 - e_final) * np.exp(-t / (1.5 * spec.depth))
-    total = c.flops_exact / 2 * 14 + c.flops_exact / 2
-    step = threshold_step(err, 0.01)
-    target = math.exp(2.5 + b_depth * spec.depth + b_size * (math.log(c.neurons) - 9) + rng.normal(0, 0.2))
-    syn = np.cumsum(np.full(T, total / target / step))
-    so = synops_at_step(syn, step)
-    row = {"run_id": run_id, "item_key": f"{spec.content_hash()}-{seed}", "model": spec.name, "dataset": spec.dataset,
-           "simulator": "fake", "cost_model": "report-14x", "family": family, "seed": seed, "epochs": 1,
-           "depth": spec.depth, "conv_layers": spec.conv_layers, "dense_layers": spec.dense_layers, "params": c.params,
-           "neurons": c.neurons, "ann_accuracy": 1 - e_final + 0.005, "ann_macs": c.macs, "ann_synapses": c.synapses,
-           "ann_flops": c.flops_exact, "ann_flops_snntoolbox": c.flops_snntoolbox, "snn_accuracy": 1 - err[-1],
-           "duration": T, "num_test": 100, "batch_size": 50, "normalisation_percentile": 99.9,
-           "threshold_tolerance": 0.01, "threshold_step": step, "synops_at_threshold": so,
-           "synops_total": float(syn[-1]), "synops_input_layer": float(c.layers[0].synapses),
-           "neuron_updates_total": float(c.membrane_neurons * T), "mean_spike_rate": 0.1, "total_costs": total,
-           "snn_costs": so, "factor": total / so, "wall_seconds": 1.0, "spec_json": json.dumps(spec.to_dict()),
-           "extra_json": "{}"}
-    ts = [{"run_id": run_id, "model": spec.name, "simulator": "fake", "t": int(k), "error": float(err[k - 1]),
-           "synops_cumulative": float(syn[k - 1])} for k in t]
-    return row, ts, []
-
-
 def build(directory: Path, b_depth: float, b_size: float, n_sweep: int = 16) -> Path:
-    rng = np.random.default_rng(1)
-    with Store(directory) as store:
-        run = store.start_run("effmodel run", {"settings": {"simulator": "fake"}})
-        for spec in load_spec_dir(architectures_dir()):
-            store.write_result(*_item(spec, "reference", run, 0, rng, b_depth, b_size))
-        store.finish_run(run)
-        run = store.start_run("effmodel sweep", {"settings": {"simulator": "fake"}})
-        for p in sweep.sample(sweep.grid()[0], n_sweep):
-            for seed in (0, 1):
-                store.write_result(*_item(replace(p.spec, name=f"{p.spec.name}-s{seed}"), "sweep", run, seed, rng,
-                                          b_depth, b_size))
-        store.finish_run(run)
-    return directory
+    """The eight reference models and a two-seed sweep whose log(factor) is
+    2.5 + b_depth depth + b_size (log(neurons) - 9) + N(0, 0.2)."""
+    return synthetic_store(directory, lambda spec, c, rng: (2.5 + b_depth * spec.depth + b_size * (math.log(c.neurons) - 9)
+                                                            + rng.normal(0, 0.2)), n_sweep=n_sweep, seed=1)
 
 
 @pytest.fixture(scope="module", params=[(-0.6, 0.05), (0.0, 0.9)], ids=["depth-planted", "size-planted"])
@@ -84,6 +43,23 @@ def case(request, tmp_path_factory):
     with Store(d) as store:
         rows = pd.DataFrame(store.results())
     return rows, (out / "report.md").read_text()
+
+
+def test_the_synthetic_store_plants_what_it_is_told(tmp_path):
+    """Every stored factor is exp(the planted log factor) and agrees with its
+    own row: exact FLOPs x 7.5 over the SynOps at the settle step of the
+    stored error series (tolerance 1 point), found here by a plain loop."""
+    d = synthetic_store(tmp_path, lambda spec, c, rng: 1.0 + 0.1 * spec.depth + 0.01 * math.log(c.neurons), n_sweep=3)
+    with Store(d) as store:
+        rows, steps = pd.DataFrame(store.results()), pd.DataFrame(store.timesteps())
+    assert len(rows) == 8 + 3 * 2 and set(rows["family"]) == {"reference", "sweep"}
+    for r in rows.to_dict("records"):
+        assert r["factor"] == pytest.approx(math.exp(1.0 + 0.1 * r["depth"] + 0.01 * math.log(r["neurons"])), rel=1e-9)
+        s = steps[steps["model"] == r["model"]].sort_values("t")
+        err, syn = s["error"].to_numpy(), s["synops_cumulative"].to_numpy()
+        settle = max([t + 2 for t in range(len(err)) if err[t] > err[-1] + 0.01], default=1)
+        assert r["threshold_step"] == settle
+        assert r["factor"] == pytest.approx(r["ann_flops"] * 7.5 / syn[settle - 1], rel=1e-9)
 
 
 # --- the independent route ---------------------------------------------------------------
@@ -214,7 +190,9 @@ ROBUST = {  # convention label -> the hand pricing of the stored rows
 def test_every_repriceable_robustness_row_matches(case):
     rows, md = case
     table = {r[0]: r for r in md_table(md_section(md, "Robustness: the verdict under every convention"), "convention")}
-    assert len(table) == 18
+    assert len(table) == 19
+    readout = table["readout: potential (highest membrane potential)"]  # no result recorded the potential readout
+    assert readout[2] == "-" and readout[3].startswith("no data (") and "lack the potential readout's" in readout[3]
     for label, how in ROBUST.items():
         cells = table[label]
         a = arch_table(rows, hand_factor(rows, **how))

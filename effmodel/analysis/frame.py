@@ -66,6 +66,7 @@ class Inputs:
     runs: Any
     source: str
     folders: tuple[str, ...] = ()
+    correct: Any = None  # per-image correctness per step (store only): run_id, model, simulator, images, steps, packed
 
 
 def load_inputs(directory: str | Path | Sequence[str | Path]) -> Inputs:
@@ -85,7 +86,7 @@ def load_inputs(directory: str | Path | Sequence[str | Path]) -> Inputs:
     else:
         cat = lambda name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)  # noqa: E731
         inp = Inputs(cat("results"), cat("timesteps"), cat("layers"), cat("runs"), " + ".join(p.source for p in parts),
-                     tuple(f for p in parts for f in p.folders))
+                     tuple(f for p in parts for f in p.folders), cat("correct"))
     # variants of one simulator (other options, coding, versions) become "<simulator> [<what differs>]"
     inp.results, inp.timesteps, inp.layers = label_variants(inp.results, inp.timesteps, inp.layers)
     return inp
@@ -97,6 +98,8 @@ def _load_one(directory: str | Path) -> Inputs:
 
     from ..store import LAYER_COLUMNS, RESULT_COLUMNS, STORE_NAME, TIMESTEP_COLUMNS, Store
 
+    correct_columns = ["run_id", "model", "simulator", "images", "steps", "packed"]
+
     d = Path(directory)
     if not d.is_dir():
         raise UsageError(f"input folder not found: {d}")
@@ -106,23 +109,25 @@ def _load_one(directory: str | Path) -> Inputs:
             ts = pd.DataFrame(store.timesteps(), columns=list(TIMESTEP_COLUMNS))
             ly = pd.DataFrame(store.layers(), columns=list(LAYER_COLUMNS))
             runs = pd.DataFrame(store.runs(), columns=list(RUN_COLUMNS))
+            correct = pd.DataFrame(store.correct_images(), columns=correct_columns)
         source = str(d / STORE_NAME)
     elif (d / "results.csv").is_file():
         res = pd.read_csv(d / "results.csv")
         ts = pd.read_csv(d / "timesteps.csv") if (d / "timesteps.csv").is_file() else pd.DataFrame(columns=list(TIMESTEP_COLUMNS))
         ly = pd.read_csv(d / "layers.csv") if (d / "layers.csv").is_file() else pd.DataFrame(columns=list(LAYER_COLUMNS))
         runs = pd.DataFrame(columns=list(RUN_COLUMNS))
+        correct = pd.DataFrame(columns=correct_columns)  # CSV exports do not carry it
         source = str(d / "results.csv")
     else:
         raise UsageError(f"no results in {d}: expected {STORE_NAME} or results.csv (run `effmodel run` or `effmodel sweep`)")
     if res.empty:
         raise UsageError(f"{source} holds no results yet")
     for c in ("run_id", "model", "simulator"):
-        for t in (res, ts, ly):
+        for t in (res, ts, ly, correct):
             if c in t:
                 t[c] = t[c].astype(str)
     res["source_folder"] = str(d)
-    return Inputs(res, ts, ly, runs, source, (str(d),))
+    return Inputs(res, ts, ly, runs, source, (str(d),), correct)
 
 
 def load_results(folder: str | Path | Sequence[str | Path]) -> Any:
@@ -134,6 +139,7 @@ def load_results(folder: str | Path | Sequence[str | Path]) -> Any:
     out = with_settings(inp.results, inp.runs)
     out.attrs["timesteps"] = inp.timesteps  # what reprice() needs to move the cost point
     out.attrs["layers"] = inp.layers  # and to price access presets
+    out.attrs["correct"] = inp.correct  # per-image correctness per step, where stored (the cost step's bootstrap)
     return out
 
 

@@ -24,6 +24,7 @@ SECTIONS = (
     "robustness:robustness_contribution",
     "mechanism:mechanism_contribution",
     "table2:table2_contribution",
+    "coststep:coststep_contribution",
     "fair:fair_contribution",
     "dataflows:dataflow_contribution",
     "codes:codes_contribution",
@@ -59,6 +60,7 @@ class Context:
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
     _robust: dict[str, list[Any]] = field(default_factory=dict)
+    _cost_steps: dict[tuple[str, str, str], Any] | None = None
 
     @property
     def paper_models(self) -> set[str]:
@@ -73,6 +75,17 @@ class Context:
                                                  self.bootstrap, self.seed)
             self.timings[f"robustness ({simulator})"] = time.perf_counter() - t0
         return self._robust[simulator]
+
+    def cost_steps(self) -> dict[tuple[str, str, str], Any]:
+        """Every result's cost step bootstrapped over its test images
+        (:func:`effmodel.analysis.coststep.item_cost_steps`), computed once."""
+        if self._cost_steps is None:
+            from .coststep import item_cost_steps
+
+            t0 = time.perf_counter()
+            self._cost_steps = item_cost_steps(self.inputs, self.cost_models, self.bootstrap, self.seed)
+            self.timings["cost steps over images"] = time.perf_counter() - t0
+        return self._cost_steps
 
 
 def context(directory: str | Path | Sequence[str | Path], output: str | Path | None = None,

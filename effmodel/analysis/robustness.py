@@ -26,6 +26,9 @@ Conventions beyond a preset:
   final error over the row's test images), so one image cannot move it;
   an iso-accuracy step never reached is censored (``cost_point_reached = 0``).
 * ``mac`` and ``flop_convention``: fields of the preset replaced.
+* ``readout="potential"``: the cost point recomputed from the potential
+  readout's images correct per step, recorded beside the run's own readout
+  (:func:`potential_errors`); results without them get no factor.
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ def _layer_rows(layers: Any) -> dict[tuple[str, str, str], list[dict[str, Any]]]
     return {tuple(str(k) for k in key): g.to_dict("records") for key, g in layers.groupby(["run_id", "model", "simulator"])}
 
 
+POTENTIAL_EXTRA = "correct_t_potential"
+
+
+def potential_errors(row: Any) -> Any:
+    """The error per step under the ``potential`` readout (the class of the
+    output neuron with the highest membrane potential) recorded beside the
+    run's own readout: the simulator's ``extra["correct_t_potential"]``
+    (images correct per step, summed over batches; Norse records it in every
+    run), kept in the row's ``extra_json``.  None when it is not there (a run
+    with ``--readout potential`` has it as its error series instead)."""
+    import numpy as np
+
+    try:
+        extra = json.loads(row.get("extra_json") or "{}")
+    except (TypeError, ValueError):
+        return None
+    sim = extra.get("simulator") if isinstance(extra, dict) else None
+    counts = sim.get(POTENTIAL_EXTRA) if isinstance(sim, dict) else None
+    n = _num(row.get("num_test"))
+    if counts is None or not (math.isfinite(n) and n > 0):
+        return None
+    try:
+        c = np.asarray(counts, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return None
+    return 1.0 - c / n if c.size else None
+
+
 def two_se_tolerance(final_error: float, images: float, floor: float = 0.01) -> float:
     """A settle tolerance that does not hinge on one image: at least
     ``floor`` and at least two standard errors of the final error,
@@ -103,13 +134,15 @@ def _num(v: Any) -> float:
 
 def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neuron_updates: str = "model",
             cost_point: str | None = None, tolerance: float | str | None = None, delta: float | None = None,
-            flop_convention: str | None = None, mac: float | None = None, timesteps: Any = None,
-            layers: Any = None) -> Any:
+            flop_convention: str | None = None, mac: float | None = None, readout: str | None = None,
+            timesteps: Any = None, layers: Any = None) -> Any:
     """A copy of ``frame`` (stored results) with ``cost_model``, ``total_costs``,
     ``snn_costs``, ``factor`` (and ``threshold_step``, ``synops_at_threshold``,
     ``cost_point_reached`` where the cost point moves) recomputed from stored
     counts under ``cost_model`` (a name or a ``CostModel``) and the
-    conventions in the module docstring.  With every convention at its
+    conventions in the module docstring.  ``readout="potential"``: the cost
+    point recomputed from the ``potential`` readout's correct counts per step
+    (:func:`potential_errors`; rows without them get no factor).  With every convention at its
     default, the fair-accounting columns are recomputed too, from the stored
     per-layer work, exactly as a fresh run computes them.
 
@@ -118,11 +151,9 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
     import pandas as pd
 
     from ..accounting import result_columns, work_from_layer_rows
-    from ..specs import spec_from_dict
     from ..threshold import DEFAULT_DELTA, DEFAULT_TOLERANCE, cost_point_step, synops_at_step
+    from .curves import counts_of, ops_snn_cost
     from .frame import require
-
-    import effmodel
 
     require(frame, ("run_id", "model", "simulator", "spec_json", "threshold_step", "synops_at_threshold"), "reprice")
     model = _model(cost_model)
@@ -142,24 +173,23 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
     timesteps = frame.attrs.get("timesteps") if timesteps is None else timesteps
     layers = frame.attrs.get("layers") if layers is None else layers
     series, work_rows = _series(timesteps), _layer_rows(layers)
-    moved = cost_point is not None or tolerance is not None or delta is not None
+    if readout not in (None, "potential"):
+        raise UsageError(f"reprice: readout must be 'potential' (or None: the stored one), got {readout!r}")
+    moved = cost_point is not None or tolerance is not None or delta is not None or readout is not None
     out = pd.DataFrame(frame).copy()
     counts_cache: dict[str, Any] = {}
     records = []
     for r in out.to_dict("records"):
         key = (str(r["run_id"]), str(r["model"]), str(r["simulator"]))
-        spec_json = r.get("spec_json")
-        if spec_json not in counts_cache:
-            try:
-                counts_cache[spec_json] = effmodel.count_network(spec_from_dict(json.loads(spec_json)))
-            except (TypeError, ValueError, KeyError, UsageError):
-                counts_cache[spec_json] = None
-        counts = counts_cache[spec_json]
+        counts = counts_of(r.get("spec_json"), counts_cache)
         new: dict[str, Any] = {"cost_model": model.name}
         step, so = _num(r.get("threshold_step")), _num(r.get("synops_at_threshold"))
         reached = r.get("cost_point_reached")
         if moved:
             s = series.get(key)
+            if s is not None and readout is not None and str(r.get("readout")) != readout:
+                e = potential_errors(r)  # recorded beside the run's own readout
+                s = (e, s[1]) if e is not None and len(e) == len(s[0]) else None
             if s is None or not len(s[0]):
                 step, so, reached = float("nan"), float("nan"), None
             else:
@@ -187,13 +217,7 @@ def reprice(frame: Any, cost_model: Any, *, first_layer: str | None = None, neur
             records.append(new | cols)
             continue
         ann = model.ann_cost(counts)
-        updates = counts.membrane_neurons * step  # every unit with a membrane (not max pools), every step to the cost point
-        priced = {"model": model, "free": replace(model, neuron_update=0.0),
-                  "synop": replace(model, neuron_update=model.synop)}[neuron_updates]
-        snn = priced.snn_cost(so, updates)
-        if first != "excluded":
-            first_cost = model.ann_cost(replace(counts, layers=first_weighted(counts)))
-            snn += first_cost * (step if first == "every-step" else 1.0)
+        snn = ops_snn_cost(model, counts, step, so, first, neuron_updates)
         new |= {"total_costs": ann, "snn_costs": snn, "factor": ann / snn if snn > 0 else float("nan")}
         if own:
             work = work_from_layer_rows(work_rows.get(key, []), str(r["model"]))
@@ -223,6 +247,7 @@ class Convention:
     options: dict[str, Any] = field(default_factory=lambda: {"first_layer": PRIMARY_FIRST_LAYER})
     size: str = PRIMARY_SIZE
     guard: bool = True
+    needs: str = ""  # what a stored result must hold for this convention (named in the row when some lack it)
 
 
 def conventions() -> list[Convention]:
@@ -243,6 +268,8 @@ def conventions() -> list[Convention]:
         Convention("iso-accuracy, delta 0.5 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.005}),
         Convention("iso-accuracy, delta 1 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.01}),
         Convention("iso-accuracy, delta 2 pt", options=once | {"cost_point": "iso-accuracy", "delta": 0.02}),
+        Convention("readout: potential (highest membrane potential)", options=once | {"readout": "potential"},
+                   needs="the potential readout's correct counts per step, which Norse records"),
         Convention("snntoolbox FLOP convention", options=once | {"flop_convention": "snntoolbox"}),
         Convention("flagged networks kept (no accuracy guard)", guard=False),
         Convention("fair-45nm-fp32 (dense ANN)", cost_model="fair-45nm-fp32", options={}),
@@ -297,6 +324,10 @@ def robustness(results: Any, timesteps: Any = None, layers: Any = None, simulato
                 continue
             a = prep.arches
             censored = f"{prep.censored} result(s) censored: cost point not reached" if prep.censored else ""
+            if conv.needs:
+                lacking = _lacking(priced, sim, conv)
+                censored = "; ".join(x for x in (censored, f"{lacking} of {_count(priced, sim)} result(s) lack "
+                                                           f"{conv.needs}" if lacking else "") if x)
             if len(a) == 0:
                 rows.append(ConventionRow(conv.label, sim, 0, NAN, "no data", "-", "-", float("nan"), float("nan"),
                                           censored or "the input lacks the per-layer work or per-step series needed"))
@@ -309,6 +340,19 @@ def robustness(results: Any, timesteps: Any = None, layers: Any = None, simulato
                                       float(np.exp(np.median(lf))), float(np.mean(lf > 0)),
                                       "; ".join(x for x in (c.note, censored) if x)))
     return rows
+
+
+def _count(frame: Any, simulator: str) -> int:
+    return int((frame["simulator"].astype(str) == simulator).sum())
+
+
+def _lacking(frame: Any, simulator: str, conv: Convention) -> int:
+    """Results of ``simulator`` in ``frame`` that lack what ``conv`` needs."""
+    readout = conv.options.get("readout")
+    if readout is None:
+        return 0
+    rows = frame[frame["simulator"].astype(str) == simulator].to_dict("records")
+    return sum(1 for r in rows if str(r.get("readout")) != readout and potential_errors(r) is None)
 
 
 # --- the report's section -------------------------------------------------------------
@@ -325,7 +369,9 @@ def robustness_contribution(ctx: Any) -> Any:
         "primary specification; 'factor > 1' is the share of architectures whose SNN is cheaper. Once the analog "
         "first layer is priced as the MACs it performs, the MAC:SynOp ratio changes each network's SNN cost "
         "differently, so it can move the slopes and the verdict. Rows that need per-layer work or per-step series the "
-        "input lacks say 'no data'."))
+        "input lacks say 'no data'. The readout row recomputes the cost point from the potential readout's correct "
+        "counts per step, which a simulator records beside its own readout (Norse does); it names the results that "
+        "lack them."))
     for sim in ctx.preps:
         rows = ctx.robustness(sim)
         fig = forest_figure(rows, f"{sim}: contrast per convention")

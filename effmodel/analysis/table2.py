@@ -64,8 +64,11 @@ def _num(v: Any) -> float:
     return f
 
 
-def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int]) -> Section:
-    """Our results beside the report's Table 2, with each gap explained."""
+def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int], cost_steps: Any = None) -> Section:
+    """Our results beside the report's Table 2, with each gap explained.
+
+    ``cost_steps``: per result key, its :class:`effmodel.analysis.coststep.ItemCostStep`
+    (the last column; ``-`` where there is none)."""
     from .regressions import fmt
 
     sec = Section("Table 2: the report beside ours")
@@ -80,10 +83,13 @@ def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int]) -> Sect
     sec.blocks.append(Text(
         "Each row of ours is one stored result of a reference model (per simulator and seed). SO-Costs are SynOps per "
         "image in millions up to the threshold step; Total-Costs use the cost model named in the row. The report's "
-        "SO-Costs are ranges as printed."))
+        "SO-Costs are ranges as printed. The last column gives our threshold step and factor with 95 % intervals "
+        "over resampled test images ('-': no per-image correctness stored; see 'The cost step over a resample of "
+        "the test images')."))
     head = ["model", "sim", "seed", "ANN acc % (rep | ours)", "MFLOPs (rep | exact | snntoolbox)",
             "rep MFLOPs / (2 x params)", "Total-Costs M (rep | ours)", "SNN acc % (rep | ours)",
-            "SO-Costs M (rep | ours)", "step / T", "factor (rep | ours)", "cost model"]
+            "SO-Costs M (rep | ours)", "step / T", "factor (rep | ours)", "cost model",
+            "ours over resampled images: step; factor [95% CI]"]
     rows, notes = [], []
     for r in ours:
         q = p[base_name(r["model"])]
@@ -98,6 +104,7 @@ def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int]) -> Sect
             f"{q['snn_acc_pct']} | {100 * _num(r['snn_accuracy']):.2f}", f"{lo:g}-{hi:g} | {so:.3g}",
             f"{fmt(r.get('threshold_step'))} / {fmt(r.get('duration'))}", f"{q['factor']} | {_num(r['factor']):.3g}",
             str(r.get("cost_model")),
+            "; ".join(_interval_cells(cost_steps, r)),
         ])
         notes.append(_discrepancy(r, q, flops, so, tc))
     if rows:
@@ -128,6 +135,12 @@ def table2_section(inp: Inputs, paper: Any, true_params: dict[str, int]) -> Sect
     return sec
 
 
+def _interval_cells(cost_steps: Any, r: dict) -> list[str]:
+    item = (cost_steps or {}).get((str(r["run_id"]), str(r["model"]), str(r["simulator"])))
+    cells = item.cells() if item is not None else ["-", "-"]
+    return ["-"] if cells == ["-", "-"] else cells
+
+
 def _discrepancy(r: dict, q: dict, flops: float, so: float, tc: float) -> str:
     """One row's gaps, decomposed: factor ratio = cost ratio / SynOps ratio."""
     out = []
@@ -153,4 +166,4 @@ def _discrepancy(r: dict, q: dict, flops: float, so: float, tc: float) -> str:
 
 
 def table2_contribution(ctx: "Context") -> Contribution:
-    return Contribution([table2_section(ctx.inputs, ctx.paper, ctx.true_params)])
+    return Contribution([table2_section(ctx.inputs, ctx.paper, ctx.true_params, ctx.cost_steps())])
