@@ -540,8 +540,9 @@ def ensemble_row(spec: EnsembleSpec, settings: Any, networks: Sequence[Any], sim
                                     1.0 - ann_accuracy, settings.delta)
     so = synops_at_step(result.synops_cumulative, step)
     spiking = sim_counts.spiking_neurons
+    membranes = sim_counts.membrane_neurons  # max-pool units have no membrane to update (as pipeline.compute_item)
     work = ensemble_work(spec, simulated, sim.members, step, effective_ops)
-    snn_cost = cost_model.snn_cost(so, spiking * step)
+    snn_cost = cost_model.snn_cost(so, membranes * step)
     ann_cost = cost_model.ann_cost(counts)
     total_spikes = sum(int(np.sum(v)) for v in result.spikes_t.values())
     adds = readout_adds(spec)
@@ -575,7 +576,7 @@ def ensemble_row(spec: EnsembleSpec, settings: Any, networks: Sequence[Any], sim
         "synops_at_threshold": so,
         "synops_total": result.synops_total,
         "synops_input_layer": float(counts.layers[0].synapses) * spec.members,
-        "neuron_updates_total": float(spiking * result.duration),
+        "neuron_updates_total": float(membranes * result.duration),
         "mean_spike_rate": total_spikes / max(spiking * result.duration * result.num_images, 1),
         "total_costs": ann_cost,
         "snn_costs": snn_cost,
