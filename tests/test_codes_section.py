@@ -210,3 +210,25 @@ def test_stored_rows_of_three_codes(tmp_path, effmodel_plugin):
     for code in rows:
         assert rows[code][8] != "-" and float(rows[code][8]) > 0  # fair SNN energy, nJ per image
     assert rows["ttfs"][7] != "-" and rows["rate"][7] == "-"  # SynOps to decision: a decision-time code's
+
+
+def test_the_verdict_population_is_rate_coded_if_single_networks():
+    """Other codes, other neurons and ensembles are this section's, never the verdict's rows."""
+    import pandas as pd
+
+    from effmodel.analysis.frame import prepare, primary_population
+
+    base = {"seed": 0, "dataset": "mnist", "depth": 3, "conv_layers": 2, "dense_layers": 1, "params": 1e5,
+            "neurons": 1e4, "ann_macs": 1e6, "factor": 10.0, "simulator": "norse"}
+    rows = [dict(base, model="A", coding="rate", simulator_options="{}"),
+            dict(base, model="B", coding="", simulator_options='{"neuron":"if","reset":"subtract"}'),
+            dict(base, model="C", coding=None, simulator_options=None),
+            dict(base, model="D", coding="ttfs", simulator_options="{}"),
+            dict(base, model="E", coding="rate", simulator_options='{"neuron":"adaptive"}'),
+            dict(base, model="F", coding="rate", simulator_options='{"reset":"zero"}'),
+            dict(base, model="ensemble:Ax4", coding="rate", simulator_options="{}")]
+    frame = pd.DataFrame(rows)
+    assert list(primary_population(frame)["model"]) == ["A", "B", "C"]
+    assert sorted(prepare(frame)["norse"].rows["model"]) == ["A", "B", "C"]
+    bare = frame.drop(columns=["coding", "simulator_options"]).iloc[:3]  # a hand-made frame without the columns
+    assert list(primary_population(bare)["model"]) == ["A", "B", "C"]

@@ -26,7 +26,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .frame import base_name
 from .render import Contribution, Figure, Section, Table, Text
@@ -67,7 +67,7 @@ class CodeRow:
 
     model: str
     dataset: str
-    simulator: str
+    simulator: str  # the registered simulator (variants of it, other codes and options, are compared with each other)
     code: str
     run_id: str
     depth: float
@@ -131,7 +131,7 @@ def code_rows(inputs: Any) -> list[CodeRow]:
     for i, r in enumerate(res.to_dict("records")):
         acc_cp = _num(r.get("snn_accuracy_at_cost_point"))
         row = CodeRow(
-            model=str(r["model"]), dataset=str(r.get("dataset", "")), simulator=str(r["simulator"]),
+            model=str(r["model"]), dataset=str(r.get("dataset", "")), simulator=_base_simulator(r),
             code=code_label(r.get("coding"), r.get("simulator_options")), run_id=str(r.get("run_id", "")),
             depth=_num(r.get("depth")), duration=_num(r.get("duration")),
             cost_point=r.get("cost_point") if isinstance(r.get("cost_point"), str) and r.get("cost_point") else "settle",
@@ -145,6 +145,13 @@ def code_rows(inputs: Any) -> list[CodeRow]:
         if key not in rows or created >= rows[key][0]:
             rows[key] = (created, row)
     return [row for _, row in rows.values()]
+
+
+def _base_simulator(r: Mapping[str, Any]) -> str:
+    """The registered simulator of a results row: its ``base_simulator`` when the
+    report labelled it a variant (``norse [coding=ttfs]``), else ``simulator``."""
+    base = r.get("base_simulator")
+    return str(base) if isinstance(base, str) and base else str(r["simulator"])
 
 
 def _ratio(a: float, b: float) -> float:
@@ -201,8 +208,9 @@ def synops_to_reach(timesteps: Any, row: CodeRow, accuracy: float) -> float:
     """SynOps per image at the first step where ``row``'s accuracy reaches ``accuracy`` (NaN: never, or no series)."""
     if timesteps is None or timesteps.empty:
         return math.nan
+    sims = timesteps["simulator"].astype(str).str.replace(r" \[.*\]$", "", regex=True)  # variant labels dropped
     ts = timesteps[(timesteps["run_id"].astype(str) == row.run_id) & (timesteps["model"].astype(str) == row.model)
-                   & (timesteps["simulator"].astype(str) == row.simulator)].sort_values("t")
+                   & (sims == row.simulator)].sort_values("t")
     reached = ts[1 - ts["error"].astype(float) >= accuracy - 1e-12]
     return float(reached["synops_cumulative"].iloc[0]) if len(reached) else math.nan
 

@@ -219,7 +219,7 @@ def prepare(frame: Any, factor_column: str = "factor", guard: bool = True) -> di
     import pandas as pd
 
     require(frame, tuple(c if c != "factor" else factor_column for c in REQUIRED))
-    df = pd.DataFrame(frame).copy().reset_index(drop=True)
+    df = primary_population(pd.DataFrame(frame)).copy().reset_index(drop=True)
     if "simulator" not in df:
         df["simulator"] = "-"
     df["simulator"] = df["simulator"].astype(str)
@@ -252,6 +252,23 @@ def prepare(frame: Any, factor_column: str = "factor", guard: bool = True) -> di
         use = kept[~kept["flagged"]] if guard else kept
         out[str(sim)] = Prepared(str(sim), kept, arch_rows(use), cens, drop, flagged)
     return out
+
+
+def primary_population(frame: Any) -> Any:
+    """The rows the verdict is about: single networks converted to rate-coded
+    IF neurons (the report's conversion).  Other codes (``coding`` ttfs),
+    other neurons (``simulator_options`` neuron/reset/mf off their defaults)
+    and ensembles are the "Codes and ensembles" section's; rows without those
+    columns (hand-made frames, older stores) are rate-coded IF."""
+    from .codes import RATE, code_label, ensemble_parts
+
+    if frame is None or len(frame) == 0:
+        return frame
+    codes = [code_label(c, o) for c, o in zip(frame.get("coding", [None] * len(frame)),
+                                               frame.get("simulator_options", [None] * len(frame)))]
+    single = [ensemble_parts(str(m)) is None for m in frame["model"]]
+    keep = [c == RATE and s for c, s in zip(codes, single)]
+    return frame[keep]
 
 
 def arch_rows(rows: Any) -> Any:

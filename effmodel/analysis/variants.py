@@ -75,6 +75,8 @@ def label_variants(results: Any, timesteps: Any, layers: Any) -> tuple[Any, Any,
     docstring); the inputs are not modified."""
     results = results.copy()
     results["variant"] = ""
+    if "simulator" in results:
+        results["base_simulator"] = results["simulator"]  # the registered name, before any variant label
     if not all(c in results for c in GROUP[1:3]):
         return results, timesteps, layers
     keys = [c for c in GROUP if c in results]
