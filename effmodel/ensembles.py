@@ -526,69 +526,15 @@ def ensemble_row(spec: EnsembleSpec, settings: Any, networks: Sequence[Any], sim
                  ann_accuracy: float, cost_model: Any, extra: Mapping[str, Any],
                  effective_ops: Sequence[Mapping[str, float] | None]) -> tuple[dict[str, Any], Any]:
     """The results row of an ensemble (the columns of
-    :func:`effmodel.pipeline.result_row`) and its per-layer work at the cost point."""
-    from .accounting import accuracy_at, result_columns
-    from .pipeline import _jsonable, item_key
-    from .provenance import provenance_columns
-    from .threshold import cost_point_step, synops_at_step
+    :func:`effmodel.pipeline.result_row`, by the same builder) and its per-layer work at the cost point."""
+    from .pipeline import row_from_counts
 
-    result = sim.result
     simulated = networks[0].simulated_spec
-    counts = count_ensemble(spec)
-    sim_counts = count_ensemble(EnsembleSpec(simulated, spec.members))
-    step, reached = cost_point_step(result.error_t, settings.cost_point, settings.threshold_tolerance,
-                                    1.0 - ann_accuracy, settings.delta)
-    so = synops_at_step(result.synops_cumulative, step)
-    spiking = sim_counts.spiking_neurons
-    membranes = sim_counts.membrane_neurons  # max-pool units have no membrane to update (as pipeline.compute_item)
-    work = ensemble_work(spec, simulated, sim.members, step, effective_ops)
-    snn_cost = cost_model.snn_cost(so, membranes * step)
-    ann_cost = cost_model.ann_cost(counts)
-    total_spikes = sum(int(np.sum(v)) for v in result.spikes_t.values())
-    adds = readout_adds(spec)
-    sim_extra = dict(result.metadata.get("extra", {}))
-    row = {
-        "item_key": item_key(spec, settings),
-        "model": spec.name,
-        "dataset": spec.dataset,
-        "simulator": result.simulator,
-        "cost_model": cost_model.name,
-        "seed": settings.seed,
-        "epochs": settings.epochs or spec.epochs,
-        "depth": spec.depth,
-        "conv_layers": spec.conv_layers,
-        "dense_layers": spec.dense_layers,
-        "params": counts.params,
-        "neurons": counts.neurons,
-        "ann_accuracy": ann_accuracy,
-        "ann_macs": counts.macs,
-        "ann_synapses": counts.synapses,
-        "ann_flops": counts.flops_exact + adds,
-        "ann_flops_snntoolbox": counts.flops_snntoolbox + adds,
-        "ann_flops_simulator": None,
-        "snn_accuracy": result.accuracy,
-        "duration": result.duration,
-        "num_test": result.num_images,
-        "batch_size": result.metadata.get("batch_size", settings.batch_size),
-        "normalisation_percentile": networks[0].normalisation.percentile,
-        "threshold_tolerance": settings.threshold_tolerance,
-        "threshold_step": step,
-        "synops_at_threshold": so,
-        "synops_total": result.synops_total,
-        "synops_input_layer": float(counts.layers[0].synapses) * spec.members,
-        "neuron_updates_total": float(membranes * result.duration),
-        "mean_spike_rate": total_spikes / max(spiking * result.duration * result.num_images, 1),
-        "total_costs": ann_cost,
-        "snn_costs": snn_cost,
-        "factor": ann_cost / snn_cost if snn_cost > 0 else None,
-        "wall_seconds": result.metadata.get("wall_seconds"),
-        "spec_json": json.dumps(spec.to_dict()),
-        "extra_json": json.dumps(dict(extra) | {"simulator": _jsonable(sim_extra), "sim_meta": _jsonable(
-            {k: v for k, v in result.metadata.items() if k != "extra"})}, default=str),
-    } | result_columns(work, cost_model, counts, cost_point=settings.cost_point, delta=settings.delta,
-                       reached=reached, accuracy_at_step=accuracy_at(result, step)) | provenance_columns(spec, settings)
-    row = {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}
-    return row, work
+    return row_from_counts(
+        spec, settings, count_ensemble(spec), count_ensemble(EnsembleSpec(simulated, spec.members)),
+        networks[0].normalisation.percentile, sim.result, ann_accuracy, cost_model, extra,
+        lambda step: ensemble_work(spec, simulated, sim.members, step, effective_ops),
+        readout_adds=readout_adds(spec), first_layer_copies=spec.members)
 
 
 # --- the time budget ---------------------------------------------------------------------

@@ -306,21 +306,44 @@ def result_row(
         image (:func:`effmodel.accounting.measured_effective_ops`); without it
         the zero-skipping count equals the dense one.
     """
-    from .accounting import accuracy_at, result_columns, work_at
+    from .accounting import work_at
+
+    sim_extra = dict(result.metadata.get("extra", {}))
+    ann_ops_sim = sim_extra.get("snntoolbox_ann_ops")
+    row, _ = row_from_counts(
+        spec, settings, count_network(spec), count_network(network.simulated_spec), network.normalisation.percentile,
+        result, ann_accuracy, cost_model, extra,
+        lambda step: work_at(network.simulated_spec, result, step, effective_ops),
+        ann_flops_simulator=int(np.ravel(ann_ops_sim)[0] / max(result.metadata.get("batches", 1), 1))
+        if ann_ops_sim is not None else None)
+    return row
+
+
+def row_from_counts(spec: Any, settings: RunSettings, counts: Any, sim_counts: Any, percentile: float,
+                    result: SimulationResult, ann_accuracy: float, cost_model: CostModel, extra: Mapping[str, Any],
+                    work_at_step: Any, *, readout_adds: int = 0, first_layer_copies: int = 1,
+                    ann_flops_simulator: int | None = None) -> tuple[dict[str, Any], Any]:
+    """The results.csv row of a simulated item from its exact counts, and its
+    per-layer work at the cost point: the one row builder of single networks
+    (:func:`result_row`) and ensembles (:func:`effmodel.ensembles.ensemble_row`).
+
+    ``counts``/``sim_counts``: the ANN's and the simulated network's
+    :class:`~effmodel.counting.NetworkCount`; ``work_at_step(step)``: the
+    per-layer work at the cost point; ``readout_adds``: additions of an
+    ensemble's summing readout (added to the ANN's FLOPs);
+    ``first_layer_copies``: how many first layers receive the input."""
+    from .accounting import accuracy_at, result_columns
     from .provenance import provenance_columns
 
-    counts = count_network(spec)
-    sim_counts = count_network(network.simulated_spec)
     step, reached = cost_point_step(result.error_t, settings.cost_point, settings.threshold_tolerance,
                                     1.0 - ann_accuracy, settings.delta)
-    cumulative = result.synops_cumulative
-    so = synops_at_step(cumulative, step)
-    neuron_updates = sim_counts.membrane_neurons * result.duration  # max-pool units have no membrane to update
-    snn_cost = cost_model.snn_cost(so, sim_counts.membrane_neurons * step)
+    so = synops_at_step(result.synops_cumulative, step)
+    membranes = sim_counts.membrane_neurons  # max-pool units have no membrane to update
+    work = work_at_step(step)
+    snn_cost = cost_model.snn_cost(so, membranes * step)
     ann_cost = cost_model.ann_cost(counts)
     total_spikes = sum(int(np.sum(v)) for v in result.spikes_t.values())
     sim_extra = dict(result.metadata.get("extra", {}))
-    ann_ops_sim = sim_extra.get("snntoolbox_ann_ops")
     row = {
         "item_key": item_key(spec, settings),
         "model": spec.name,
@@ -337,20 +360,20 @@ def result_row(
         "ann_accuracy": ann_accuracy,
         "ann_macs": counts.macs,
         "ann_synapses": counts.synapses,
-        "ann_flops": counts.flops_exact,
-        "ann_flops_snntoolbox": counts.flops_snntoolbox,
-        "ann_flops_simulator": int(np.ravel(ann_ops_sim)[0] / max(result.metadata.get("batches", 1), 1)) if ann_ops_sim is not None else None,
+        "ann_flops": counts.flops_exact + readout_adds,
+        "ann_flops_snntoolbox": counts.flops_snntoolbox + readout_adds,
+        "ann_flops_simulator": ann_flops_simulator,
         "snn_accuracy": result.accuracy,
         "duration": result.duration,
         "num_test": result.num_images,
         "batch_size": result.metadata.get("batch_size", settings.batch_size),  # "auto" resolved
-        "normalisation_percentile": network.normalisation.percentile,
+        "normalisation_percentile": percentile,
         "threshold_tolerance": settings.threshold_tolerance,
         "threshold_step": step,
         "synops_at_threshold": so,
         "synops_total": result.synops_total,
-        "synops_input_layer": float(counts.layers[0].synapses),
-        "neuron_updates_total": float(neuron_updates),
+        "synops_input_layer": float(counts.layers[0].synapses) * first_layer_copies,
+        "neuron_updates_total": float(membranes * result.duration),
         "mean_spike_rate": total_spikes / max(sim_counts.spiking_neurons * result.duration * result.num_images, 1),
         "total_costs": ann_cost,
         "snn_costs": snn_cost,
@@ -359,11 +382,10 @@ def result_row(
         "spec_json": json.dumps(spec.to_dict()),
         "extra_json": json.dumps(dict(extra) | {"simulator": _jsonable(sim_extra), "sim_meta": _jsonable(
             {k: v for k, v in result.metadata.items() if k != "extra"})}, default=str),
-    } | result_columns(work_at(network.simulated_spec, result, step, effective_ops), cost_model, counts,
-                       cost_point=settings.cost_point, delta=settings.delta, reached=reached,
-                       accuracy_at_step=accuracy_at(result, step)) | provenance_columns(spec, settings)
+    } | result_columns(work, cost_model, counts, cost_point=settings.cost_point, delta=settings.delta,
+                       reached=reached, accuracy_at_step=accuracy_at(result, step)) | provenance_columns(spec, settings)
     # a ratio without SynOps (factor, its interval) is undefined: stored empty, never inf or NaN
-    return {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}
+    return {k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in row.items()}, work
 
 
 def _no_guard():
