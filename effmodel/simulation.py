@@ -285,7 +285,8 @@ class SimulationResult:
     correct_images: np.ndarray | None = field(default=None, repr=False)
     """``(N, T)`` bool, image ``n`` classified correctly at step ``t`` by the
     spike-count readout of the run's coding (:mod:`effmodel.readout`); None
-    unless every batch returned ``output_spikes_t``."""
+    unless every batch returned ``output_spikes_t`` and the run's readout is
+    ``spikes`` (the core cannot read a membrane potential)."""
 
     @property
     def error_t(self) -> np.ndarray:
@@ -380,7 +381,7 @@ def simulate(
                 first_counts = dict(r.spike_counts)
             preds.append(np.asarray(r.predictions))
             labels.append(np.asarray(y))
-            if per_image is not None and r.output_spikes_t is not None:
+            if per_image is not None and r.output_spikes_t is not None and config.readout == "spikes":
                 per_image.append(correct_per_image(r.output_spikes_t, y, config.coding))
             else:
                 per_image = None

@@ -112,14 +112,32 @@ def test_simulate_refuses_an_undeclared_coding_before_opening():
 
 
 @pytest.mark.parametrize("command", ["run", "sweep"])
-def test_unsupported_combination_is_one_line_before_training(run_effmodel, tmp_path, command):
+def test_unsupported_combination_is_one_line_before_training(fresh_plugins, capsys, tmp_path, command):
+    """A rate-only simulator (every built-in implements ttfs now, so a plugin's) asked for ttfs on the
+    command line: one line, nothing written, nothing trained."""
+    from effmodel import hookimpl
+    from effmodel.cli import main
+
+    class RateOnly:
+        name, description = "rate-only", "declares no codings: rate only (test)"
+
+        def open(self, network, config):
+            raise AssertionError("must not be opened")
+
+    class Plugin:
+        @hookimpl
+        def register_simulators(self, register):
+            register(RateOnly())
+
+    fresh_plugins.register_plugin(Plugin(), name="rateonly")
     out, cache = tmp_path / "out", tmp_path / "cache"
-    args = [command, "--simulator", "norse", "--coding", "ttfs", "--output", str(out), "--cache-dir", str(cache),
+    args = [command, "--simulator", "rate-only", "--coding", "ttfs", "--output", str(out), "--cache-dir", str(cache),
             "--epochs", "1", "--max-train-images", "200", "--num-test", "5"]
     args += ["--models", "SmallCNN1"] if command == "run" else ["--datasets", "mnist", "--max-architectures", "2"]
-    r = run_effmodel(*args)
-    assert r.returncode != 0
-    assert r.stderr.strip().splitlines() == ["effmodel: error: simulator 'norse' supports --coding rate, not 'ttfs'"]
+    code = main(args)
+    assert code != 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "effmodel: error: simulator 'rate-only' supports --coding rate, not 'ttfs'"]
     assert not out.exists() and not cache.exists()  # nothing written, nothing trained
 
 

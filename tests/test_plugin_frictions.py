@@ -26,7 +26,7 @@ def test_plugins_json_lists_what_each_plugin_contributes(run_effmodel):
     numpy = by["numpysim"]["simulators"]["numpy"]
     assert numpy["readouts"] == ["spikes", "potential"] and numpy["input_encodings"] == ["analog", "poisson"]
     assert numpy["codings"] == ["rate", "ttfs"]
-    assert by["norse"]["simulators"]["norse"]["codings"] == ["rate"]  # declares none: rate only
+    assert by["norse"]["simulators"]["norse"]["codings"] == ["rate", "ttfs"]
     assert [o["name"] for o in numpy["options"]] == ["reset", "neuron", "mf", "keep_workdir"]
     assert numpy["options"][-1]["default"] is False and numpy["options"][1]["choices"] == ["if", "adaptive"]
     assert by["inisim"]["simulators"]["inisim"]["readouts"] == ["spikes"]
@@ -39,7 +39,7 @@ def test_plugins_text_shows_the_options(run_effmodel):
     norse = lines.index(next(l for l in lines if l.startswith("norse ")))
     assert "hooks: register_simulators" in lines[norse]
     assert lines[norse + 1].startswith("  simulator norse: ")
-    assert any(l.strip().startswith("--option neuron=...  (if | iaf | lif; default if)") for l in lines[norse:])
+    assert any(l.strip().startswith("--option neuron=...  (if | iaf | lif | adaptive; default if)") for l in lines[norse:])
     assert "  datasets: mnist, cifar10" in lines
 
 
@@ -79,7 +79,8 @@ def test_architectures_columns_stay_apart_with_long_names(fresh_plugins, capsys)
         # flatten + the dense classifier alone: depth 0, no conv, no hidden dense; 784 * 10 + 10 = 7,850
         # params, 7,840 MACs, 10 neurons (conv/dense outputs, as TinyCNN's 26*26*8 + 10 = 5,418)
         assert row.split() == ["AVeryLongArchitectureName", "fashion-mnist-v2", "0", "0", "0", "7,850", "7,840", "10"]
-        assert len({len(l) for l in lines}) == 1  # the last (numeric) column ends in one place
+        table = [l for l in lines if not l.startswith("Ensembles:")]  # the note on ensembles follows the table
+        assert len({len(l) for l in table}) == 1  # the last (numeric) column ends in one place
         header = lines[0]
         assert header.index("dataset") == row.index("fashion-mnist-v2")
     finally:

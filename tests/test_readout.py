@@ -110,3 +110,16 @@ def test_simulate_keeps_each_images_correctness():
     result = simulate(reference_simulator(), network, batches, config)
     assert result.correct_images.shape == (len(x), 12)
     assert np.array_equal(result.correct_images.sum(axis=0), result.correct_t)
+
+
+def test_no_per_image_correctness_under_the_potential_readout():
+    """The core reads output spikes by the spike-count rule only: a run read out by the membrane
+    potential keeps no per-image matrix (it would contradict its own correct_t)."""
+    from effmodel.simulation import SimulationConfig, simulate
+    from effmodel.testing import reference_simulator, tiny_images, tiny_network
+
+    network = tiny_network(seed=0, pooling="max")
+    x, y = tiny_images(network, 8, seed=1)
+    result = simulate(reference_simulator(), network, [(x, y)], SimulationConfig(duration=4, readout="potential"))
+    assert result.correct_images is None
+    assert simulate(reference_simulator(), network, [(x, y)], SimulationConfig(duration=4)).correct_images is not None

@@ -53,7 +53,7 @@ def test_numpy_and_inisim_declare_keep_workdir():
     from effmodel_inisim.simulator import InisimSimulator, NORMALISATION_MODES
 
     declared = {o.name: o for o in InisimSimulator().options}
-    assert set(declared) == {"normalisation", "softmax_to_relu", "log_file", "keep_workdir"}
+    assert set(declared) == {"normalisation", "softmax_to_relu", "ttfs_gate", "log_file", "keep_workdir"}
     assert declared["normalisation"].choices == NORMALISATION_MODES
 
 

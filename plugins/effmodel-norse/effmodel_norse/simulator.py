@@ -521,7 +521,9 @@ class NorseSession:
             extra={"norse_mode": self.mode, "norse_device": str(dev), "norse_chunk_steps": str(chunk), "norse_precision": self.precision,
                    "norse_kernels": "on" if self.kernels else "off",
                    "correct_t_potential": readouts["potential"][0].cpu().numpy(), **ttfs_extra},
-            output_spikes_t=out_spikes.permute(1, 0, 2).to(torch.int8).cpu().numpy(),
+            # not when the deprecated option overrides --readout: the core would read the spikes by another rule
+            output_spikes_t=out_spikes.permute(1, 0, 2).to(torch.int8).cpu().numpy()
+            if self.readout == self.config.readout else None,
         )
 
     def _read_out(self, out_spikes: torch.Tensor, out_v: torch.Tensor,
