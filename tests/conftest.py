@@ -250,3 +250,28 @@ def same_sweep_as(stored_tables):
         assert series(out) == series(reference)
 
     return check
+
+
+@pytest.fixture
+def tiny_dataset_plugins(fresh_plugins):
+    """``register(n)``: registers :class:`effmodel.testing.TinyDataset` of ``n`` images (plugin
+    ``tinydata``, needs the numpy simulator) and returns the plugin module; unregistered afterwards."""
+    from effmodel import hookimpl
+    from effmodel.testing import TinyDataset
+
+    pytest.importorskip("effmodel_numpysim")
+
+    def register(n: int):
+        class TinyData:
+            @hookimpl
+            def register_datasets(self, register):
+                register(TinyDataset(n))
+
+        fresh_plugins.register_plugin(TinyData(), name="tinydata")
+        return fresh_plugins
+
+    try:
+        yield register
+    finally:
+        if fresh_plugins.pm.has_plugin("tinydata"):
+            fresh_plugins.unregister_plugin("tinydata")

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import effmodel
-from effmodel import hookimpl, provenance
+from effmodel import provenance
 from effmodel.provenance import CORE, COUNTING_CODE, code_digest, core_version, same_versions
-from effmodel.testing import TinyDataset, store_item, tiny_network
+from effmodel.testing import store_item, tiny_network
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = Path(effmodel.__file__).resolve().parent
@@ -72,21 +72,9 @@ def test_rows_from_before_the_core_version_are_judged_by_their_plugins():
     assert not same_versions('{"effmodel":"0.1.0+counting.bbbbbbbbbbbb","effmodel-costs":"0.1.0"}', now)
 
 
-class TinyData:
-    @hookimpl
-    def register_datasets(self, register):
-        register(TinyDataset(N))
-
-
 @pytest.fixture
-def tiny_plugins(fresh_plugins):
-    pytest.importorskip("effmodel_numpysim")
-    fresh_plugins.register_plugin(TinyData(), name="tinydata")
-    try:
-        yield fresh_plugins
-    finally:
-        if fresh_plugins.pm.has_plugin("tinydata"):
-            fresh_plugins.unregister_plugin("tinydata")
+def tiny_plugins(tiny_dataset_plugins):
+    return tiny_dataset_plugins(N)
 
 
 def test_a_counting_change_recomputes_under_unchanged_plugin_versions(tiny_plugins, tmp_path, monkeypatch):

@@ -21,28 +21,15 @@ from __future__ import annotations
 
 import pytest
 
-from effmodel import hookimpl
-from effmodel.testing import TinyDataset, store_item, tiny_network
+from effmodel.testing import store_item, tiny_network
 
 T, N = 8, 4
 LOIHI_SYNOP, LOIHI_UPDATE = 23.6, 81.0  # pJ, Davies et al. 2018, Table 1 (data/cost_models.toml)
 
 
-class TinyData:
-    @hookimpl
-    def register_datasets(self, register):
-        register(TinyDataset(N))
-
-
 @pytest.fixture
-def tiny_plugins(fresh_plugins):
-    pytest.importorskip("effmodel_numpysim")
-    fresh_plugins.register_plugin(TinyData(), name="tinydata")
-    try:
-        yield fresh_plugins
-    finally:
-        if fresh_plugins.pm.has_plugin("tinydata"):
-            fresh_plugins.unregister_plugin("tinydata")
+def tiny_plugins(tiny_dataset_plugins):
+    return tiny_dataset_plugins(N)
 
 
 @pytest.mark.parametrize("pooling, membranes", [("max", 470), ("avg", 570)])

@@ -14,9 +14,8 @@ import json
 import pandas as pd
 import pytest
 
-from effmodel import hookimpl
 from effmodel.analysis.variants import label_variants
-from effmodel.testing import TinyDataset, store_item, tiny_network
+from effmodel.testing import store_item, tiny_network
 
 T, N = 8, 4
 
@@ -71,21 +70,9 @@ def test_the_per_step_series_follow_their_row():
     assert list(ts2["simulator"]) == ["numpy [coding=rate]", "numpy [coding=ttfs]", "numpy"]
 
 
-class TinyData:
-    @hookimpl
-    def register_datasets(self, register):
-        register(TinyDataset(N))
-
-
 @pytest.fixture
-def tiny_plugins(fresh_plugins):
-    pytest.importorskip("effmodel_numpysim")
-    fresh_plugins.register_plugin(TinyData(), name="tinydata")
-    try:
-        yield fresh_plugins
-    finally:
-        if fresh_plugins.pm.has_plugin("tinydata"):
-            fresh_plugins.unregister_plugin("tinydata")
+def tiny_plugins(tiny_dataset_plugins):
+    return tiny_dataset_plugins(N)
 
 
 def test_the_report_shows_two_codings_of_one_simulator_apart(tiny_plugins, tmp_path):
