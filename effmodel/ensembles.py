@@ -398,8 +398,7 @@ def compute_ensemble_item(spec: EnsembleSpec, settings: Any, run_id: str, family
     from .errors import DataError
     from .faults import fault_point
     from .machine import describe_machine
-    from .pipeline import ItemResult, _layer_rows, _remove_workdir, dataset_arrays, item_key, train_spec
-    from .provenance import PROVENANCE_COLUMNS
+    from .pipeline import _layer_rows, _no_guard, _remove_workdir, dataset_arrays, item_key, item_result, train_spec
     from .simulation import SimulationConfig
 
     check_settings(spec, settings)
@@ -504,22 +503,7 @@ def compute_ensemble_item(spec: EnsembleSpec, settings: Any, run_id: str, family
         "convert_seconds": convert_seconds, "simulate_seconds": simulate_seconds, "count_seconds": count_seconds,
         "machine": describe_machine(sim.result.metadata.get("device")),
     }
-    result = sim.result
-    provenance = {c: row[c] for c in PROVENANCE_COLUMNS}
-    timesteps = tuple(
-        {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,
-         "error": float(result.error_t[t]), "synops_cumulative": float(result.synops_cumulative[t])} | provenance
-        for t in range(result.duration)
-    )
-    for r in layers:
-        r |= {"run_id": run_id, "model": spec.name, "simulator": result.simulator} | provenance
-    return ItemResult(row=row, timesteps=timesteps, layers=tuple(layers))
-
-
-def _no_guard():
-    import contextlib
-
-    return contextlib.nullcontext()
+    return item_result(spec, run_id, row, sim.result, layers)
 
 
 def ensemble_row(spec: EnsembleSpec, settings: Any, networks: Sequence[Any], sim: EnsembleSimulation,

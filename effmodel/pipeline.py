@@ -449,7 +449,6 @@ def compute_item(
     from .budget import BudgetExhausted
     from .ensembles import compute_ensemble_item, is_ensemble
     from .machine import describe_machine
-    from .provenance import PROVENANCE_COLUMNS
 
     if is_ensemble(spec):  # effmodel.ensembles: n seeded members, their output spikes summed
         return compute_ensemble_item(spec, settings, run_id, family=family, progress=progress, log=log, workdir=workdir,
@@ -545,6 +544,16 @@ def compute_item(
             f"(exact: {row['ann_flops']:,})")
     phases["count_seconds"] = time.perf_counter() - clock
     row |= phases | {"machine": describe_machine(result.metadata.get("device"))}
+    return item_result(spec, run_id, row, result, layers)
+
+
+def item_result(spec: Any, run_id: str, row: dict[str, Any], result: SimulationResult,
+                layers: list[dict[str, Any]]) -> ItemResult:
+    """The :class:`ItemResult` of a finished row: its per-step series, its
+    per-layer rows (both carrying the row's provenance columns) and the
+    per-image correctness (single networks and ensembles alike)."""
+    from .provenance import PROVENANCE_COLUMNS
+
     provenance = {c: row[c] for c in PROVENANCE_COLUMNS}  # every series row says what made it too
     timesteps = tuple(
         {"run_id": run_id, "model": spec.name, "simulator": result.simulator, "t": t + 1,

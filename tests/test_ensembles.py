@@ -392,3 +392,21 @@ def test_cli_members_are_seeded_differently(cli_runs):
 
     k0, k1 = kernels(keys[0]), kernels(keys[1])
     assert len(k0) == len(k1) == 3 and all(a.shape == b.shape and not np.allclose(a, b) for a, b in zip(k0, k1))
+
+
+@pytest.mark.slow
+def test_cli_an_ensemble_stores_each_images_correctness(cli_runs):
+    """The ensemble's per-image matrix (summed members' readout) is stored like a single network's,
+    and it gives back the stored error curve."""
+    from effmodel.readout import unpack_correct
+    from effmodel.store import Store
+
+    root, rows = cli_runs
+    with Store(root / "seed0") as store:
+        stored = {r["model"]: r for r in store.correct_images()}
+    steps = _read(root / "seed0" / "timesteps.csv")
+    for model in ("ensemble:SmallCNN1x2", "SmallCNN1"):
+        m = stored[model]
+        correct = unpack_correct(m["packed"], m["images"], m["steps"])
+        error = [float(r["error"]) for r in steps if r["model"] == model]
+        assert np.allclose(1 - correct.mean(axis=0), error)
