@@ -197,6 +197,9 @@ def _env(cache: Path) -> dict[str, str]:
         # Notice a lost node within seconds rather than the default ~30 s.
         "RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "1000",
         "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
+        # On a loaded machine (the campaign shares its two cores) a raylet took longer than Ray's
+        # default wait to register with the GCS ("The current node timed out during startup").
+        "RAY_raylet_start_wait_time_s": "120",
     })
     return env
 
